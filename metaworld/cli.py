@@ -1,0 +1,179 @@
+"""The `metaworld` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from metaworld import protocol
+from metaworld.auth import TokenError, dev_verifier, mint_dev_token, verifier_from_files
+from metaworld.interest import InterestConfig
+from metaworld.layout import DEFAULT_LAYOUT, LayoutError, load_layout
+from metaworld.roles import ROLES
+
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR: Final = Path(os.environ.get("METAWORLD_DATA_DIR", "data"))
+STATIC_DIR: Final = REPO_ROOT / "clients" / "webxr" / "dist"
+LABEL_SECRET_FILE: Final = "label_secret"
+
+log = logging.getLogger("metaworld")
+
+
+def _data_dir(arg: str | None) -> Path:
+    path = Path(arg) if arg else DEFAULT_DATA_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _db_url(arg: str | None, data_dir: Path) -> str:
+    from metaworld.store import default_url
+
+    return arg or os.environ.get("METAWORLD_DB") or default_url(data_dir)
+
+
+def load_or_create_secret(data_dir: Path, name: str = LABEL_SECRET_FILE) -> bytes:
+    path = data_dir / name
+    if path.exists():
+        return path.read_bytes()
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secret)
+    return secret
+
+
+# ---------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from metaworld.server import ServerConfig, WorldServer
+    from metaworld.store import make_engine
+
+    data_dir = _data_dir(args.data_dir)
+    try:
+        layout = load_layout(args.world)
+    except LayoutError as exc:
+        print(f"metaworld: {exc}", file=sys.stderr)
+        return 2
+    if args.jwt_pem or args.jwks:
+        verifier = verifier_from_files(
+            args.jwt_issuer, pem=args.jwt_pem, jwks=args.jwks, audience=args.jwt_audience
+        )
+        dev = False
+    else:
+        verifier = dev_verifier(data_dir)
+        dev = True
+    engine = make_engine(_db_url(args.db, data_dir))
+    config = ServerConfig(
+        layout=layout,
+        verifier=verifier,
+        engine=engine,
+        data_dir=data_dir,
+        host=args.host,
+        ws_port=args.ws_port,
+        http_port=args.http_port,
+        tick_hz=args.tick_hz,
+        dev_tokens=dev,
+        static_dir=STATIC_DIR,
+        interest=InterestConfig(radius=args.view_radius, cap=args.view_cap),
+    )
+    server = WorldServer(config, label_secret=load_or_create_secret(data_dir))
+    log.info("loaded world %r: %d rooms, %d doors", layout.name, len(layout.rooms),
+             len(layout.doors))
+    if dev:
+        log.info("dev keys in %s; mint tokens with `metaworld token`", data_dir)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    log.info("shutting down")
+                    await server.shutdown()
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+    engine.dispose()
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    data_dir = _data_dir(args.data_dir)
+    try:
+        token = mint_dev_token(
+            data_dir, args.sub, args.role, name=args.name, ttl_s=args.ttl,
+            scopes=tuple(args.scope.split()) if args.scope else (),
+        )
+    except (ValueError, TokenError) as exc:
+        print(f"metaworld: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_schema(_: argparse.Namespace) -> int:
+    print(json.dumps(protocol.json_schema(), indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metaworld", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the world server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--ws-port", type=int, default=8765)
+    serve.add_argument("--http-port", type=int, default=8080)
+    serve.add_argument("--world", type=Path, default=DEFAULT_LAYOUT, help="layout file")
+    serve.add_argument("--db", help="SQLAlchemy URL (default: SQLite in the data directory)")
+    serve.add_argument("--data-dir", help="keys and the database (default: ./data)")
+    serve.add_argument("--tick-hz", type=int, default=20, choices=range(1, 121),
+                       metavar="N")
+    serve.add_argument("--view-radius", type=float, default=12.0, help="metres")
+    serve.add_argument("--view-cap", type=int, default=32, help="most avatars a client sees")
+    serve.add_argument("--jwt-pem", type=Path, help="public key PEM of the token issuer")
+    serve.add_argument("--jwks", type=Path, help="JWKS file of the token issuer")
+    serve.add_argument("--jwt-issuer", default="metaworld", help="expected iss claim")
+    serve.add_argument("--jwt-audience", default="metaworld", help="expected aud claim")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print a dev token the local server accepts")
+    token.add_argument("--sub", required=True, help="subject (a stable user id)")
+    token.add_argument("--role", required=True, choices=ROLES)
+    token.add_argument("--name", help="display name (staff; patients get a pseudonym)")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument("--scope", help="space-separated SMART scopes")
+    token.add_argument("--data-dir")
+    token.set_defaults(func=cmd_token)
+
+    schema = sub.add_parser("schema", help="print the protocol's JSON Schema")
+    schema.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("metaworld.http.hypercorn").setLevel(logging.WARNING)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Interest management: which avatars each client sees, computed for a whole room at once.
+
+Theory of operation. Every tick, for one room, we take the avatars' floor positions
+(x, z) and last tick's visible pairs, and produce this tick's visible pairs. A pair
+(viewer, target) is a 64-bit key ``viewer << 16 | target`` of avatar ids, so sets of
+pairs are sorted int64 arrays and set differences are cheap numpy operations.
+
+1. Candidates come from a uniform grid whose cell side is the reach (radius plus
+   hysteresis margin): any two avatars within reach lie in the same or adjacent cells.
+   Avatars are sorted by cell; for each of the nine neighbour offsets a searchsorted
+   finds the matching run of avatars, and runs are expanded into pairs without loops.
+2. Hysteresis: a pair that was visible last tick has its distance reduced by the margin
+   before the tests below. So an avatar enters view at `radius` but leaves only beyond
+   `radius + margin`, and a visible avatar keeps its slot under the cap against a
+   newcomer that is less than `margin` closer. Nothing flickers at either edge.
+3. The cap: per viewer, pairs are ordered by (effective distance, target id) and the
+   first `cap` are kept; ties break on the lower id, so results are deterministic.
+
+`brute_force_visible` computes the same rule from a full distance matrix; property tests
+hold the two equal. Walls are not modelled here: a room's avatars are only ever compared
+with each other, which is what keeps consultation rooms private.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+ID_BITS: Final = 16
+ID_MASK: Final = (1 << ID_BITS) - 1
+_EMPTY_I: Final = np.empty(0, dtype=np.int64)
+_EMPTY_F: Final = np.empty(0, dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class InterestConfig:
+    radius: float = 12.0  # metres: an avatar enters view within this distance
+    margin: float = 1.5  # metres of hysteresis, for both the radius and the cap
+    cap: int = 32  # most avatars one client sees
+    near: float = 6.0  # metres: within this, poses go out every tick
+    far_every: int = 4  # ticks between pose updates for avatars beyond `near`
+
+    def __post_init__(self) -> None:
+        if self.radius <= 0 or self.margin < 0 or self.cap < 0 or self.far_every < 1:
+            raise ValueError("interest radius > 0, margin >= 0, cap >= 0, far_every >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Visible:
+    """The visible pairs of one room after one tick, sorted by key."""
+
+    keys: IntArray  # viewer << 16 | target, sorted ascending
+    dist: FloatArray  # real distance of each pair (not hysteresis-adjusted)
+
+    @staticmethod
+    def empty() -> Visible:
+        return Visible(_EMPTY_I, _EMPTY_F)
+
+    def viewer_slices(self) -> dict[int, slice]:
+        """For each viewer with at least one target, the slice of its pairs."""
+        if not len(self.keys):
+            return {}
+        viewers = self.keys >> ID_BITS
+        starts = np.flatnonzero(np.r_[True, viewers[1:] != viewers[:-1]])
+        ends = np.r_[starts[1:], len(viewers)]
+        return {
+            int(v): slice(int(s), int(e))
+            for v, s, e in zip(viewers[starts], starts, ends, strict=True)
+        }
+
+
+def pair_keys(viewers: IntArray, targets: IntArray) -> IntArray:
+    return (viewers.astype(np.int64) << ID_BITS) | targets.astype(np.int64)
+
+
+def _member(keys: IntArray, sorted_set: IntArray) -> npt.NDArray[np.bool_]:
+    """Which of `keys` occur in the sorted array `sorted_set`."""
+    if not len(sorted_set) or not len(keys):
+        return np.zeros(len(keys), dtype=bool)
+    idx = np.searchsorted(sorted_set, keys)
+    idx[idx == len(sorted_set)] = 0
+    return sorted_set[idx] == keys
+
+
+def grid_candidates(xz: FloatArray, reach: float) -> tuple[IntArray, IntArray, FloatArray]:
+    """All ordered pairs (i, j), i != j, of rows of `xz` within `reach` of each other."""
+    n = len(xz)
+    if n < 2:
+        return _EMPTY_I, _EMPTY_I, _EMPTY_F
+    # A hair over `reach`, so float rounding can never put a pair within reach two
+    # cells apart.
+    cell_side = reach * (1.0 + 1e-9) + 1e-9
+    cell = np.floor(xz / cell_side).astype(np.int64)
+    cell -= cell.min(axis=0)
+    width = int(cell[:, 1].max()) + 3
+    key = (cell[:, 0] + 1) * width + (cell[:, 1] + 1)
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    rows = np.arange(n)
+
+    parts_i: list[IntArray] = []
+    parts_j: list[IntArray] = []
+    for dx in (-1, 0, 1):
+        for dz in (-1, 0, 1):
+            wanted = key + dx * width + dz
+            start = np.searchsorted(sorted_key, wanted, "left")
+            count = np.searchsorted(sorted_key, wanted, "right") - start
+            total = int(count.sum())
+            if not total:
+                continue
+            first = np.repeat(start - (np.cumsum(count) - count), count)
+            parts_i.append(np.repeat(rows, count))
+            parts_j.append(order[first + np.arange(total)])
+    i = np.concatenate(parts_i)
+    j = np.concatenate(parts_j)
+    d = np.hypot(xz[i, 0] - xz[j, 0], xz[i, 1] - xz[j, 1])
+    keep = (i != j) & (d <= reach)
+    return i[keep], j[keep], d[keep]
+
+
+def _select(
+    ids: IntArray,
+    i: IntArray,
+    j: IntArray,
+    d: FloatArray,
+    previous: IntArray,
+    cfg: InterestConfig,
+) -> Visible:
+    """Apply hysteresis and the cap to candidate pairs (shared by both methods)."""
+    keys = pair_keys(ids[i], ids[j])
+    effective = d - cfg.margin * _member(keys, previous)
+    ok = effective <= cfg.radius
+    keys, effective, d, viewer, target = keys[ok], effective[ok], d[ok], ids[i[ok]], ids[j[ok]]
+    order = np.lexsort((target, effective, viewer))
+    viewer = viewer[order]
+    first_of_group = np.r_[True, viewer[1:] != viewer[:-1]] if len(viewer) else viewer
+    pos = np.arange(len(viewer))
+    rank = pos - np.maximum.accumulate(np.where(first_of_group, pos, 0))
+    kept = order[rank < cfg.cap]
+    keys, d = keys[kept], d[kept]
+    by_key = np.argsort(keys)
+    return Visible(keys[by_key], d[by_key])
+
+
+def compute_visible(
+    ids: IntArray, xz: FloatArray, previous: Visible, cfg: InterestConfig
+) -> Visible:
+    """This tick's visible pairs for one room (grid method)."""
+    i, j, d = grid_candidates(xz, cfg.radius + cfg.margin)
+    return _select(ids, i, j, d, previous.keys, cfg)
+
+
+def brute_force_visible(
+    ids: IntArray, xz: FloatArray, previous: Visible, cfg: InterestConfig
+) -> Visible:
+    """The same rule from a full distance matrix: the reference for tests and benches."""
+    n = len(xz)
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    d = np.hypot(xz[i, 0] - xz[j, 0], xz[i, 1] - xz[j, 1])
+    keep = (i != j) & (d <= cfg.radius + cfg.margin)
+    return _select(ids, i[keep], j[keep], d[keep], previous.keys, cfg)
+
+
+def changes(previous: Visible, current: Visible) -> tuple[IntArray, IntArray]:
+    """Pairs that entered and pairs that left view between two ticks."""
+    entered = current.keys[~_member(current.keys, previous.keys)]
+    left = previous.keys[~_member(previous.keys, current.keys)]
+    return entered, left
+
+
+def due_mask(visible: Visible, tick: int, cfg: InterestConfig) -> npt.NDArray[np.bool_]:
+    """Which visible pairs get a pose update this tick: near ones always, far ones
+    every `far_every` ticks, staggered by target id so the load spreads evenly."""
+    targets = visible.keys & ID_MASK
+    return (visible.dist <= cfg.near) | ((targets + tick) % cfg.far_every == 0)

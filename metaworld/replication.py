@@ -1,0 +1,192 @@
+"""Replication: turning the world into one state message per client per tick.
+
+Theory of operation. Each tick, for every room, the interest core gives the visible
+pairs. Every avatar's pose is encoded once into a 30-byte record; a client's message is
+then a slice of those records spliced together, plus who entered and who left its view.
+
+"Entered" and "left" must be relative to what the client has actually been sent, not
+to what we computed last tick: the server keeps only the newest state message for a
+slow client, so a message may be replaced before it is sent. The server tells the
+replicator, per client, what view its last *sent* message established (`confirm`);
+for clients that are keeping up that equals last tick's visible set, so the common
+path stays vectorized, and only lagging clients get their base swapped in.
+
+A client that just joined, changed room or resumed gets a Snapshot instead of a Delta:
+its complete view, which replaces whatever it had.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from metaworld import protocol, quant
+from metaworld.interest import (
+    ID_BITS,
+    ID_MASK,
+    InterestConfig,
+    IntArray,
+    Visible,
+    changes,
+    compute_visible,
+    due_mask,
+    pair_keys,
+)
+from metaworld.world import World
+
+_NO_IDS: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One client's state message for this tick and the view it establishes."""
+
+    avatar: int  # the viewer this message is for
+    data: bytes
+    view: IntArray  # sorted target ids the client sees once this message is applied
+    is_snapshot: bool
+
+
+@dataclass
+class Replicator:
+    world: World
+    config: InterestConfig = field(default_factory=InterestConfig)
+    tick: int = 0
+
+    def __post_init__(self) -> None:
+        self.visible: dict[str, Visible] = {}
+        self.records = np.zeros(self.world.poses.shape[0], dtype=quant.RECORD_DTYPE)
+        self.records["id"] = np.arange(len(self.records))
+        self._sent: dict[int, IntArray] = {}  # viewer -> view its last sent message set
+        self._lagging: set[int] = set()
+        self._needs_snapshot: set[int] = set()
+        self._infos: dict[int, protocol.AvatarInfo] = {}
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def request_snapshot(self, avatar_id: int) -> None:
+        """The client's view is unknown (join, room change, resume): send it whole."""
+        self._needs_snapshot.add(avatar_id)
+
+    def confirm(self, avatar_id: int, view: IntArray) -> None:
+        """The writer handed a message establishing `view` to the client's socket."""
+        self._sent[avatar_id] = view
+        self._lagging.discard(avatar_id)
+
+    def mark_lagging(self, avatar_id: int) -> None:
+        """The client's previous state message was replaced before it was sent."""
+        self._lagging.add(avatar_id)
+
+    def forget(self, avatar_id: int) -> None:
+        self._sent.pop(avatar_id, None)
+        self._lagging.discard(avatar_id)
+        self._needs_snapshot.discard(avatar_id)
+        self._infos.pop(avatar_id, None)
+
+    def info(self, avatar_id: int) -> protocol.AvatarInfo:
+        info = self._infos.get(avatar_id)
+        if info is None:
+            avatar = self.world.avatars[avatar_id]
+            info = protocol.AvatarInfo(avatar.id, avatar.role, avatar.label)
+            self._infos[avatar_id] = info
+        return info
+
+    # ------------------------------------------------------------ the tick
+
+    def step(self, now: float) -> dict[int, Outgoing]:
+        """Advance one tick; return the state message for every client that needs one."""
+        self.tick += 1
+        self._encode_all()
+        out: dict[int, Outgoing] = {}
+        for room_id in self.world.rooms:
+            members = np.array(self.world.room_members(room_id), dtype=np.int64)
+            previous = self.visible.get(room_id, Visible.empty())
+            if not len(members):
+                self.visible.pop(room_id, None)
+                continue
+            xz = self.world.poses[members, 0][:, [0, 2]]
+            current = compute_visible(members, xz, previous, self.config)
+            self.visible[room_id] = current
+            self._room_messages(room_id, members, previous, current, now, out)
+        return out
+
+    def _encode_all(self) -> None:
+        ids = np.fromiter(self.world.avatars, dtype=np.int64, count=len(self.world.avatars))
+        if not len(ids):
+            return
+        local = self.world.poses[ids].copy()
+        local[:, :, :3] -= self.world.room_min[ids][:, None, :]
+        self.records["body"][ids] = quant.encode_bodies(local)
+
+    def _base(self, members: IntArray, previous: Visible) -> Visible:
+        """What each client of the room has been sent, as a set of pairs."""
+        lagging = [m for m in members.tolist() if m in self._lagging]
+        if not lagging:
+            return previous
+        viewers = previous.keys >> ID_BITS
+        keep = previous.keys[~np.isin(viewers, lagging)]
+        sent = [pair_keys(np.full(len(v), m), v) for m in lagging if len(v := self._sent.get(m, _NO_IDS))]
+        keys = np.sort(np.concatenate([keep, *sent]))
+        return Visible(keys, np.zeros(len(keys)))
+
+    def _room_messages(
+        self,
+        room_id: str,
+        members: IntArray,
+        previous: Visible,
+        current: Visible,
+        now: float,
+        out: dict[int, Outgoing],
+    ) -> None:
+        entered, left = changes(self._base(members, previous), current)
+        due = current.keys[due_mask(current, self.tick, self.config)]
+        slices = current.viewer_slices()
+        entered_by, left_by, due_by = _split(entered), _split(left), _split(due)
+        for viewer in members.tolist():
+            part = slices.get(viewer)
+            view = (current.keys[part] & ID_MASK) if part is not None else _NO_IDS
+            if viewer in self._needs_snapshot:
+                self._needs_snapshot.discard(viewer)
+                out[viewer] = Outgoing(viewer, self._snapshot(viewer, room_id, view), view, True)
+                continue
+            came = entered_by.get(viewer, _NO_IDS)
+            went = left_by.get(viewer, _NO_IDS)
+            send = np.union1d(due_by.get(viewer, _NO_IDS), came)
+            if not (len(came) or len(went) or len(send)):
+                continue
+            delta = protocol.Delta(
+                tick=self.tick,
+                server_time=now,
+                entered=[self.info(i) for i in came.tolist()],
+                left=went.tolist(),
+                poses=self.records[send].tobytes(),
+            )
+            out[viewer] = Outgoing(viewer, protocol.encode(delta), view, False)
+
+    def _snapshot(self, viewer: int, room_id: str, view: IntArray) -> bytes:
+        avatar = self.world.avatars[viewer]
+        return protocol.encode(
+            protocol.Snapshot(
+                tick=self.tick,
+                room=room_id,
+                avatars=[self.info(i) for i in view.tolist()],
+                poses=self.records[view].tobytes(),
+                epoch=avatar.epoch,
+                you=self.world.body_of(viewer),
+            )
+        )
+
+
+def _split(keys: IntArray) -> dict[int, IntArray]:
+    """Group sorted pair keys by viewer: viewer -> sorted target ids."""
+    if not len(keys):
+        return {}
+    viewers = keys >> ID_BITS
+    starts = np.flatnonzero(np.r_[True, viewers[1:] != viewers[:-1]])
+    targets = keys & ID_MASK
+    return {
+        int(viewers[s]): targets[s:e]
+        for s, e in zip(starts, np.r_[starts[1:], len(keys)], strict=True)
+    }

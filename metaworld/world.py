@@ -1,0 +1,293 @@
+"""The authoritative world: rooms, avatars, entry rules and movement validation.
+
+This module is sans-io. The server calls it with decoded requests and the current time
+and gets back outcomes (a placement, a correction, an error code); it never touches a
+socket, a clock or the database. Poses are held as float arrays in world coordinates,
+one row per avatar id, so the replicator can encode every avatar at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from metaworld import quant
+from metaworld.layout import Layout, Room
+from metaworld.roles import STAFF_ROLES, Role
+
+MAX_AVATARS: Final = 65535  # avatar ids are uint16 on the wire; 0 is never used
+HAND_REACH_M: Final = 1.2  # a hand further than this from the head is not a hand
+WALL_MARGIN_M: Final = 0.15  # keep heads this far from walls
+POSE_SLACK_M: Final = 0.35  # tracking jitter and leaning allowed beyond max speed
+TELEPORT_RANGE_M: Final = 12.0  # longest point-and-teleport hop
+EYE_HEIGHT_M: Final = 1.6
+
+
+class WorldError(Exception):
+    """A request the world refuses; `code` is one of protocol.ERROR_CODES."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(slots=True)
+class Avatar:
+    id: int
+    subject: str
+    role: Role
+    label: str
+    room: str
+    epoch: int = 0  # bumped whenever the server places or corrects this avatar
+    last_move_time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The server put an avatar somewhere (accepted move or correction)."""
+
+    avatar: int
+    room: str
+    epoch: int
+    body: bytes
+    reason: str
+    accepted: bool
+    previous_room: str | None = None
+
+
+def pseudonym(secret: bytes, subject: str) -> str:
+    """A stable label for a patient that reveals nothing about who they are."""
+    digest = hmac.new(secret, subject.encode(), hashlib.sha256).hexdigest()
+    return f"Patient {digest[:6].upper()}"
+
+
+def standing_pose(x: float, z: float, floor_y: float, yaw: float = 0.0) -> npt.NDArray[np.float64]:
+    """A neutral pose: head at eye height, hands at the sides, facing -z rotated by yaw."""
+    qy, qw = np.sin(yaw / 2.0), np.cos(yaw / 2.0)
+    pose = np.zeros((quant.POSE_PARTS, quant.POSE_WIDTH))
+    pose[:, 4], pose[:, 6] = qy, qw
+    pose[0, :3] = (x, floor_y + EYE_HEIGHT_M, z)
+    side = (np.cos(yaw) * 0.25, -np.sin(yaw) * 0.25)
+    pose[1, :3] = (x - side[0], floor_y + 0.9, z - side[1])
+    pose[2, :3] = (x + side[0], floor_y + 0.9, z + side[1])
+    return pose
+
+
+@dataclass
+class World:
+    layout: Layout
+    label_secret: bytes
+    avatars: dict[int, Avatar] = field(default_factory=dict)
+    allow_lists: dict[str, set[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rooms: dict[str, Room] = {room.id: room for room in self.layout.rooms}
+        self.poses = np.zeros((MAX_AVATARS + 1, quant.POSE_PARTS, quant.POSE_WIDTH))
+        self.room_min = np.zeros((MAX_AVATARS + 1, 3))
+        self.occupants: dict[str, set[int]] = {room_id: set() for room_id in self.rooms}
+        self._next_id = 1
+        for appt in self.layout.appointments:
+            self.allow_lists.setdefault(appt.room, set()).add(appt.patient)
+
+    # ------------------------------------------------------------ avatars
+
+    def spawn(self, subject: str, role: Role, name: str | None, now: float) -> Avatar:
+        """Make an avatar in the lobby; raises WorldError when the world or lobby is full."""
+        lobby = self.rooms[self.layout.lobby]
+        if len(self.occupants[lobby.id]) >= lobby.capacity:
+            raise WorldError("room_full")
+        avatar_id = self._allocate_id()
+        label = pseudonym(self.label_secret, subject) if role == "patient" else (name or subject)
+        avatar = Avatar(avatar_id, subject, role, label[:64], lobby.id, last_move_time=now)
+        self.avatars[avatar_id] = avatar
+        self._put(avatar, lobby, self._spawn_point(lobby))
+        return avatar
+
+    def remove(self, avatar_id: int) -> Avatar | None:
+        avatar = self.avatars.pop(avatar_id, None)
+        if avatar is not None:
+            self.occupants[avatar.room].discard(avatar_id)
+        return avatar
+
+    def _allocate_id(self) -> int:
+        if len(self.avatars) >= MAX_AVATARS:
+            raise WorldError("room_full")
+        while self._next_id in self.avatars or self._next_id == 0:
+            self._next_id = self._next_id % MAX_AVATARS + 1
+        avatar_id = self._next_id
+        self._next_id = self._next_id % MAX_AVATARS + 1
+        return avatar_id
+
+    def _spawn_point(self, room: Room) -> tuple[float, float]:
+        """The spawn point with the fewest avatars near it."""
+        xz = self.poses[list(self.occupants[room.id]), 0][:, [0, 2]]
+
+        def crowd(point: tuple[float, float, float]) -> int:
+            if not len(xz):
+                return 0
+            return int(np.sum(np.hypot(xz[:, 0] - point[0], xz[:, 1] - point[2]) < 1.0))
+
+        best = min(room.spawn, key=crowd)
+        return best[0], best[2]
+
+    def _put(self, avatar: Avatar, room: Room, xz: tuple[float, float]) -> None:
+        self.occupants[avatar.room].discard(avatar.id)
+        avatar.room = room.id
+        self.occupants[room.id].add(avatar.id)
+        self.room_min[avatar.id] = room.bounds.min
+        self.poses[avatar.id] = standing_pose(xz[0], xz[1], room.bounds.min[1])
+        avatar.epoch += 1
+
+    def body_of(self, avatar_id: int) -> bytes:
+        """The avatar's current pose as a 28-byte body, room-local."""
+        local = self.poses[avatar_id : avatar_id + 1].copy()
+        local[:, :, :3] -= self.room_min[avatar_id]
+        return quant.encode_bodies(local).tobytes()
+
+    def _placement(self, avatar: Avatar, reason: str, *, accepted: bool) -> Placement:
+        return Placement(
+            avatar.id, avatar.room, avatar.epoch, self.body_of(avatar.id), reason, accepted
+        )
+
+    # ------------------------------------------------------------ entry rules
+
+    def entry_problem(self, avatar: Avatar, room: Room) -> str | None:
+        """Why `avatar` may not enter `room` now, as an error code, or None."""
+        if avatar.role not in room.enter:
+            return "not_allowed"
+        if (
+            room.appointment
+            and avatar.role == "patient"
+            and avatar.subject not in self.allow_lists.get(room.id, set())
+        ):
+            return "no_appointment"
+        if avatar.room != room.id and len(self.occupants[room.id]) >= room.capacity:
+            return "room_full"
+        return None
+
+    def _enter(self, avatar: Avatar, room: Room, xz: tuple[float, float], reason: str) -> Placement:
+        problem = self.entry_problem(avatar, room)
+        if problem is not None:
+            raise WorldError(problem)
+        previous = avatar.room
+        self._put(avatar, room, xz)
+        placed = self._placement(avatar, reason, accepted=True)
+        if previous == room.id:
+            return placed
+        return dataclasses.replace(placed, previous_room=previous)
+
+    def join_room(self, avatar_id: int, room_id: str, now: float) -> Placement:
+        avatar = self.avatars[avatar_id]
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise WorldError("unknown_room")
+        avatar.last_move_time = now
+        return self._enter(avatar, room, self._spawn_point(room), "join")
+
+    def use_door(self, avatar_id: int, door_id: str, now: float) -> Placement:
+        avatar = self.avatars[avatar_id]
+        head = self.poses[avatar_id, 0]
+        for door in self.layout.doors:
+            if door.id != door_id or avatar.room not in (door.a, door.b):
+                continue
+            near, far, far_room = (
+                (door.a_at, door.b_at, door.b)
+                if avatar.room == door.a
+                else (door.b_at, door.a_at, door.a)
+            )
+            if np.hypot(head[0] - near[0], head[2] - near[1]) > door.radius:
+                raise WorldError("too_far")
+            avatar.last_move_time = now
+            return self._enter(avatar, self.rooms[far_room], far, "door")
+        raise WorldError("unknown_door")
+
+    def move_to(self, avatar_id: int, x: float, z: float, now: float) -> Placement:
+        avatar = self.avatars[avatar_id]
+        room = self.rooms[avatar.room]
+        head = self.poses[avatar_id, 0]
+        if not (np.isfinite(x) and np.isfinite(z)) or not self._standable(room, x, z):
+            raise WorldError("bad_target")
+        if np.hypot(head[0] - x, head[2] - z) > TELEPORT_RANGE_M:
+            raise WorldError("bad_target")
+        shift = np.array([x - head[0], 0.0, z - head[2]])
+        self.poses[avatar_id, :, :3] += shift
+        avatar.epoch += 1
+        avatar.last_move_time = now
+        return self._placement(avatar, "teleport", accepted=True)
+
+    def admit(self, staff_id: int, patient_id: int) -> str:
+        """Put a patient on the staff member's room allow-list; returns the room id."""
+        staff = self.avatars[staff_id]
+        if staff.role not in STAFF_ROLES:
+            raise WorldError("not_staff")
+        patient = self.avatars.get(patient_id)
+        if patient is None or patient.role != "patient":
+            raise WorldError("unknown_avatar")
+        room = self.rooms[staff.room]
+        if not room.appointment:
+            raise WorldError("bad_target")
+        self.allow_lists.setdefault(room.id, set()).add(patient.subject)
+        return room.id
+
+    # ------------------------------------------------------------ movement
+
+    def _standable(self, room: Room, x: float, z: float) -> bool:
+        if not room.bounds.contains_xz(x, z, WALL_MARGIN_M):
+            return False
+        return not any(box.contains_xz(x, z) for box in room.obstacles)
+
+    def apply_pose(
+        self, avatar_id: int, epoch: int, body: bytes, now: float
+    ) -> Placement | None:
+        """Validate a client pose. Returns a correction when rejected, None otherwise.
+
+        Raises WorldError("bad_pose") when the body is not a pose at all.
+        """
+        avatar = self.avatars[avatar_id]
+        if epoch != avatar.epoch:
+            return None  # sent before the client learned of a placement: ignore
+        try:
+            pose = quant.decode_bodies(quant.body_from_bytes(body))[0]
+        except ValueError as exc:
+            raise WorldError("bad_pose") from exc
+        pose[:, :3] += self.room_min[avatar_id]
+        problem = self._pose_problem(avatar, pose, now)
+        if problem is not None:
+            avatar.epoch += 1
+            return self._placement(avatar, problem, accepted=False)
+        self.poses[avatar_id] = pose
+        avatar.last_move_time = now
+        return None
+
+    def _pose_problem(
+        self, avatar: Avatar, pose: npt.NDArray[np.float64], now: float
+    ) -> str | None:
+        room = self.rooms[avatar.room]
+        head = pose[0]
+        if not self._standable(room, head[0], head[2]):
+            return "wall"
+        if not room.bounds.min[1] <= head[1] <= room.bounds.max[1]:
+            return "height"
+        old = self.poses[avatar.id, 0]
+        allowed = self.layout.max_speed_mps * max(now - avatar.last_move_time, 0.0)
+        if np.hypot(head[0] - old[0], head[2] - old[2]) > allowed + POSE_SLACK_M:
+            return "speed"
+        reach = np.linalg.norm(pose[1:, :3] - head[:3], axis=1)
+        if np.any(reach > HAND_REACH_M):
+            return "reach"
+        return None
+
+    # ------------------------------------------------------------ queries
+
+    def room_members(self, room_id: str) -> list[int]:
+        return sorted(self.occupants[room_id])
+
+    def avatars_in(self, room_id: str) -> Iterable[Avatar]:
+        return (self.avatars[i] for i in self.room_members(room_id))
