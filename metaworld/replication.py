@@ -1,8 +1,9 @@
 """Replication: turning the world into one state message per client per tick.
 
 Theory of operation. Each tick, for every room, the interest core gives the visible
-pairs. Every avatar's pose is encoded once into a 30-byte record; a client's message is
-then a slice of those records spliced together, plus who entered and who left its view.
+pairs. The world holds every avatar's pose as a ready 30-byte record; a client's message
+is a slice of those records spliced together, plus who entered and who left its view.
+No pose is encoded per client.
 
 "Entered" and "left" must be relative to what the client has actually been sent, not
 to what we computed last tick: the server keeps only the newest state message for a
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from metaworld import protocol, quant
+from metaworld import protocol
 from metaworld.interest import (
     ID_BITS,
     ID_MASK,
@@ -57,8 +58,7 @@ class Replicator:
 
     def __post_init__(self) -> None:
         self.visible: dict[str, Visible] = {}
-        self.records = np.zeros(self.world.poses.shape[0], dtype=quant.RECORD_DTYPE)
-        self.records["id"] = np.arange(len(self.records))
+        self.records = self.world.records
         self._sent: dict[int, IntArray] = {}  # viewer -> view its last sent message set
         self._lagging: set[int] = set()
         self._needs_snapshot: set[int] = set()
@@ -98,7 +98,6 @@ class Replicator:
     def step(self, now: float) -> dict[int, Outgoing]:
         """Advance one tick; return the state message for every client that needs one."""
         self.tick += 1
-        self._encode_all()
         out: dict[int, Outgoing] = {}
         for room_id in self.world.rooms:
             members = np.array(self.world.room_members(room_id), dtype=np.int64)
@@ -111,14 +110,6 @@ class Replicator:
             self.visible[room_id] = current
             self._room_messages(room_id, members, previous, current, now, out)
         return out
-
-    def _encode_all(self) -> None:
-        ids = np.fromiter(self.world.avatars, dtype=np.int64, count=len(self.world.avatars))
-        if not len(ids):
-            return
-        local = self.world.poses[ids].copy()
-        local[:, :, :3] -= self.world.room_min[ids][:, None, :]
-        self.records["body"][ids] = quant.encode_bodies(local)
 
     def _base(self, members: IntArray, previous: Visible) -> Visible:
         """What each client of the room has been sent, as a set of pairs."""

@@ -68,6 +68,8 @@ class ServerConfig:
     interest: InterestConfig = field(default_factory=InterestConfig)
     dev_tokens: bool = True
     static_dir: Path | None = None
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
+    reliable_queue_limit: int = RELIABLE_QUEUE_LIMIT
 
 
 class SessionState(enum.Enum):
@@ -251,7 +253,7 @@ class WorldServer:
 
     async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> Session:
         data: bytes | str | None = None
-        with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
+        with trio.move_on_after(self.config.handshake_timeout_s):
             data = await ws.get_message()
         if data is None:
             raise _Close(CloseCode.HANDSHAKE_TIMEOUT, "no hello in time")
@@ -303,7 +305,7 @@ class WorldServer:
         return session
 
     def _welcome(self, session: Session, *, resumed: bool) -> None:
-        session.outbox = Outbox()
+        session.outbox = Outbox(self.config.reliable_queue_limit)
         avatar = self.world.avatars[session.avatar_id]
         session.send(
             protocol.Welcome(

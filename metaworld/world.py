@@ -3,7 +3,9 @@
 This module is sans-io. The server calls it with decoded requests and the current time
 and gets back outcomes (a placement, a correction, an error code); it never touches a
 socket, a clock or the database. Poses are held as float arrays in world coordinates,
-one row per avatar id, so the replicator can encode every avatar at once.
+one row per avatar id, next to each avatar's pose body as it goes on the wire. A body a
+client sent and the server accepted is kept byte for byte and forwarded as it is; the
+server encodes a body only when it places an avatar itself.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class World:
         self.rooms: dict[str, Room] = {room.id: room for room in self.layout.rooms}
         self.poses = np.zeros((MAX_AVATARS + 1, quant.POSE_PARTS, quant.POSE_WIDTH))
         self.room_min = np.zeros((MAX_AVATARS + 1, 3))
+        self.records = np.zeros(MAX_AVATARS + 1, dtype=quant.RECORD_DTYPE)
+        self.records["id"] = np.arange(MAX_AVATARS + 1)
         self.occupants: dict[str, set[int]] = {room_id: set() for room_id in self.rooms}
         self._next_id = 1
         for appt in self.layout.appointments:
@@ -143,13 +147,17 @@ class World:
         self.occupants[room.id].add(avatar.id)
         self.room_min[avatar.id] = room.bounds.min
         self.poses[avatar.id] = standing_pose(xz[0], xz[1], room.bounds.min[1])
+        self._encode(avatar.id)
         avatar.epoch += 1
+
+    def _encode(self, avatar_id: int) -> None:
+        local = self.poses[avatar_id : avatar_id + 1].copy()
+        local[:, :, :3] -= self.room_min[avatar_id]
+        self.records["body"][avatar_id] = quant.encode_bodies(local)[0]
 
     def body_of(self, avatar_id: int) -> bytes:
         """The avatar's current pose as a 28-byte body, room-local."""
-        local = self.poses[avatar_id : avatar_id + 1].copy()
-        local[:, :, :3] -= self.room_min[avatar_id]
-        return quant.encode_bodies(local).tobytes()
+        return bytes(self.records["body"][avatar_id].tobytes())
 
     def _placement(self, avatar: Avatar, reason: str, *, accepted: bool) -> Placement:
         return Placement(
@@ -218,6 +226,7 @@ class World:
             raise WorldError("bad_target")
         shift = np.array([x - head[0], 0.0, z - head[2]])
         self.poses[avatar_id, :, :3] += shift
+        self._encode(avatar_id)
         avatar.epoch += 1
         avatar.last_move_time = now
         return self._placement(avatar, "teleport", accepted=True)
@@ -254,15 +263,17 @@ class World:
         if epoch != avatar.epoch:
             return None  # sent before the client learned of a placement: ignore
         try:
-            pose = quant.decode_bodies(quant.body_from_bytes(body))[0]
+            packed = quant.body_from_bytes(body)
         except ValueError as exc:
             raise WorldError("bad_pose") from exc
+        pose = quant.decode_bodies(packed)[0]
         pose[:, :3] += self.room_min[avatar_id]
         problem = self._pose_problem(avatar, pose, now)
         if problem is not None:
             avatar.epoch += 1
             return self._placement(avatar, problem, accepted=False)
         self.poses[avatar_id] = pose
+        self.records["body"][avatar_id] = packed[0]
         avatar.last_move_time = now
         return None
 

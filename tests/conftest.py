@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -54,10 +54,24 @@ def server_config(data_dir: Path, db_url: str | None = None, **overrides: object
     return ServerConfig(**options)  # type: ignore[arg-type]
 
 
+ServerFactory = Callable[..., Awaitable[WorldServer]]
+
+
 @pytest.fixture
-async def world_server(data_dir: Path, nursery: trio.Nursery) -> AsyncIterator[WorldServer]:
-    server = WorldServer(server_config(data_dir), label_secret=b"test-secret")
-    await nursery.start(server.serve)
+def start_server(data_dir: Path, nursery: trio.Nursery) -> ServerFactory:
+    """Start a server on a free loopback port; keyword arguments override its config."""
+
+    async def start(**overrides: object) -> WorldServer:
+        server = WorldServer(server_config(data_dir, **overrides), label_secret=b"test-secret")
+        await nursery.start(server.serve)
+        return server
+
+    return start
+
+
+@pytest.fixture
+async def world_server(start_server: ServerFactory) -> AsyncIterator[WorldServer]:
+    server = await start_server()
     yield server
     server.config.engine.dispose()
 

@@ -18,6 +18,7 @@ from metaworld import protocol, quant
 from metaworld.layout import Layout
 from metaworld.protocol import CloseCode
 from metaworld.world import standing_pose
+from metaworld_sdk.transport import open_stream
 
 log = logging.getLogger("metaworld_sdk")
 
@@ -94,6 +95,8 @@ class Client:
         self.on_message: Callable[[protocol.ServerMessage], None] | None = None
         self.closed: ClientClosed | None = None
         self._ws: trio_websocket.WebSocketConnection | None = None
+        self._stream: trio.SocketStream | None = None
+        self._nursery: trio.Nursery
         self._changed = trio.Event()
         self._connected = trio.Event()
         self._pings: dict[int, float] = {}
@@ -175,9 +178,9 @@ class Client:
         await self._send(protocol.Leave())
 
     async def drop_connection(self) -> None:
-        """Close the socket without Leave, as a network failure would (for tests)."""
-        if self._ws is not None:
-            await self._ws.aclose(4999, "simulated drop")
+        """Cut the TCP connection without a goodbye, as a network failure would."""
+        if self._stream is not None:
+            await self._stream.aclose()
 
     # ------------------------------------------------------------ receiving
 
@@ -255,11 +258,8 @@ class Client:
 
     # ------------------------------------------------------------ connection loop
 
-    async def _connect_once(self) -> trio_websocket.WebSocketConnection:
-        ws = await trio_websocket.connect_websocket_url(
-            self._nursery, self.url, subprotocols=[protocol.SUBPROTOCOL],
-            message_queue_size=64, max_message_size=4 * 1024 * 1024,
-        )
+    async def _connect_once(self, nursery: trio.Nursery) -> trio_websocket.WebSocketConnection:
+        ws, self._stream = await open_stream(nursery, self.url)
         hello = protocol.Hello(self.token, self.kind, protocol.PROTOCOL_VERSION, self.session)
         await ws.send_message(protocol.encode(hello))
         return ws
@@ -270,7 +270,7 @@ class Client:
             code: int | None = None
             reason = "connection failed"
             try:
-                ws = await self._connect_once()
+                ws = await self._connect_once(self._nursery)
                 self._ws = ws
                 self.connects += 1
                 while True:
@@ -292,6 +292,9 @@ class Client:
                 reason = f"{type(exc).__name__}: {exc}"
             finally:
                 self._ws = None
+                if self._stream is not None:
+                    await self._stream.aclose()
+                    self._stream = None
             if code in FINAL_CODES or not self.reconnect:
                 self.closed = ClientClosed(code, reason)
                 self._notify()
