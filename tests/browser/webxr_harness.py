@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import metaworld_sdk
 import pytest
 import trio
 from PIL import Image
+
+import metaworld_sdk
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEBXR = REPO_ROOT / "clients" / "webxr"
@@ -320,3 +321,30 @@ class TcpProxy:
         self._closed = True
         self._listener.close()
         self.cut()
+
+
+# ---------------------------------------------------------------- accessibility
+
+AXE_JS = NODE_MODULES / "axe-core" / "axe.min.js"
+# IWER's own full-window container is the emulator's UI, not ours.
+AXE_EXCLUDE = ["[data-webxr_runtime]"]
+
+
+def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """Run axe-core in the page; return its serious and critical findings, readably."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE_JS))
+    result = page.evaluate(
+        """async (exclude) => {
+            const r = await axe.run({ exclude: exclude.map((s) => [s]) },
+                                    { resultTypes: ['violations'] });
+            return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+        }""",
+        AXE_EXCLUDE,
+    )
+    return [
+        f"{v['impact']}: {v['id']} ({v['help']}) at {v['nodes']}"
+        for v in result
+        if v["impact"] in impacts
+    ]

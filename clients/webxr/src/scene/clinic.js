@@ -84,8 +84,11 @@ export class Clinic {
     );
     edges.position.set(x0 + w / 2, y0 + h / 2, z0 + d / 2);
     this.group.add(edges);
+    // An open four-sided prism (no floor or ceiling face to fight with the floor).
+    const walls = new THREE.CylinderGeometry(Math.SQRT1_2, Math.SQRT1_2, 1, 4, 1, true);
+    walls.rotateY(Math.PI / 4);
     const panels = new THREE.Mesh(
-      box,
+      walls,
       new THREE.MeshBasicMaterial({
         color: WALL_COLOUR,
         transparent: true,
@@ -94,6 +97,7 @@ export class Clinic {
         depthWrite: false,
       }),
     );
+    panels.scale.set(w, h, d);
     panels.position.copy(edges.position);
     this.group.add(panels);
 

@@ -25,6 +25,7 @@ export class StatusLine {
 export class ChatPanel {
   constructor(onSend) {
     this.log = $("chat-log");
+    this.items = $("chat-items");
     this.form = $("chat-form");
     this.input = $("chat-input");
     this.form.addEventListener("submit", (e) => {
@@ -43,8 +44,8 @@ export class ChatPanel {
           element("span", { className: "who", textContent: mine ? `${label} (you)` : label }),
           `: ${text}`,
         );
-    this.log.append(item);
-    while (this.log.children.length > 200) this.log.firstChild.remove();
+    this.items.append(item);
+    while (this.items.children.length > 200) this.items.firstChild.remove();
     this.log.scrollTop = this.log.scrollHeight;
   }
 }
