@@ -1,0 +1,1 @@
+"""Load tests and benchmarks, run as modules: python -m load_tests.<name>."""
