@@ -102,9 +102,9 @@ class Verifier:
 
 
 def _identity_from(claims: dict[str, Any]) -> Identity:
-    for name in _INT_CLAIMS:
-        if name in claims and (type(claims[name]) is not int):
-            raise TokenError(f"token claim {name!r} must be an integer timestamp")
+    for claim in _INT_CLAIMS:
+        if claim in claims and (type(claims[claim]) is not int):
+            raise TokenError(f"token claim {claim!r} must be an integer timestamp")
     sub = claims["sub"]
     if not isinstance(sub, str) or not 0 < len(sub) <= 255:
         raise TokenError("token subject must be a non-empty string")

@@ -87,8 +87,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         interest=InterestConfig(radius=args.view_radius, cap=args.view_cap),
     )
     server = WorldServer(config, label_secret=load_or_create_secret(data_dir))
-    log.info("loaded world %r: %d rooms, %d doors", layout.name, len(layout.rooms),
-             len(layout.doors))
+    log.info(
+        "loaded world %r: %d rooms, %d doors", layout.name, len(layout.rooms), len(layout.doors)
+    )
     if dev:
         log.info("dev keys in %s; mint tokens with `metaworld token`", data_dir)
 
@@ -111,7 +112,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args.data_dir)
     try:
         token = mint_dev_token(
-            data_dir, args.sub, args.role, name=args.name, ttl_s=args.ttl,
+            data_dir,
+            args.sub,
+            args.role,
+            name=args.name,
+            ttl_s=args.ttl,
             scopes=tuple(args.scope.split()) if args.scope else (),
         )
     except (ValueError, TokenError) as exc:
@@ -141,8 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--world", type=Path, default=DEFAULT_LAYOUT, help="layout file")
     serve.add_argument("--db", help="SQLAlchemy URL (default: SQLite in the data directory)")
     serve.add_argument("--data-dir", help="keys and the database (default: ./data)")
-    serve.add_argument("--tick-hz", type=int, default=20, choices=range(1, 121),
-                       metavar="N")
+    serve.add_argument("--tick-hz", type=int, default=20, choices=range(1, 121), metavar="N")
     serve.add_argument("--view-radius", type=float, default=12.0, help="metres")
     serve.add_argument("--view-cap", type=int, default=32, help="most avatars a client sees")
     serve.add_argument("--jwt-pem", type=Path, help="public key PEM of the token issuer")

@@ -98,7 +98,11 @@ async def serve_http(
     cfg.errorlog = logging.getLogger("metaworld.http.hypercorn")
     async with trio.open_nursery() as nursery:
         bound: list[str] = await nursery.start(
-            lambda task_status: serve(build_app(server), cfg, task_status=task_status)
+            lambda task_status: serve(
+                build_app(server),  # type: ignore[arg-type]  # Starlette is an ASGI app
+                cfg,
+                task_status=task_status,
+            )
         )
         port = int(bound[0].rsplit(":", 1)[1])
         log.info("HTTP on http://%s:%d/", server.config.host, port)

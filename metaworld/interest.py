@@ -85,7 +85,7 @@ def _member(keys: IntArray, sorted_set: IntArray) -> npt.NDArray[np.bool_]:
         return np.zeros(len(keys), dtype=bool)
     idx = np.searchsorted(sorted_set, keys)
     idx[idx == len(sorted_set)] = 0
-    return sorted_set[idx] == keys
+    return np.asarray(sorted_set[idx] == keys, dtype=bool)
 
 
 def grid_candidates(xz: FloatArray, reach: float) -> tuple[IntArray, IntArray, FloatArray]:
@@ -161,8 +161,8 @@ def brute_force_visible(
 ) -> Visible:
     """The same rule from a full distance matrix: the reference for tests and benches."""
     n = len(xz)
-    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    i, j = i.ravel(), j.ravel()
+    grid_i, grid_j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    i, j = grid_i.ravel(), grid_j.ravel()
     d = np.hypot(xz[i, 0] - xz[j, 0], xz[i, 1] - xz[j, 1])
     keep = (i != j) & (d <= cfg.radius + cfg.margin)
     return _select(ids, i[keep], j[keep], d[keep], previous.keys, cfg)
@@ -179,4 +179,4 @@ def due_mask(visible: Visible, tick: int, cfg: InterestConfig) -> npt.NDArray[np
     """Which visible pairs get a pose update this tick: near ones always, far ones
     every `far_every` ticks, staggered by target id so the load spreads evenly."""
     targets = visible.keys & ID_MASK
-    return (visible.dist <= cfg.near) | ((targets + tick) % cfg.far_every == 0)
+    return np.asarray((visible.dist <= cfg.near) | ((targets + tick) % cfg.far_every == 0))

@@ -167,8 +167,5 @@ def _check_room(where: str, room: Room) -> list[str]:
 
 def _overlap_xz(a: Box, b: Box) -> bool:
     return (
-        a.min[0] < b.max[0]
-        and b.min[0] < a.max[0]
-        and a.min[2] < b.max[2]
-        and b.min[2] < a.max[2]
+        a.min[0] < b.max[0] and b.min[0] < a.max[0] and a.min[2] < b.max[2] and b.min[2] < a.max[2]
     )

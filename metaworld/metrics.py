@@ -19,11 +19,14 @@ class Metrics:
         self.clients = Gauge("metaworld_connected_clients", "Open client connections", registry=reg)
         self.avatars = Gauge("metaworld_avatars", "Avatars in the world", registry=reg)
         self.tick_seconds = Histogram(
-            "metaworld_tick_duration_seconds", "Time to run one tick", buckets=_TICK_BUCKETS,
+            "metaworld_tick_duration_seconds",
+            "Time to run one tick",
+            buckets=_TICK_BUCKETS,
             registry=reg,
         )
         self.tick_p99 = Gauge(
-            "metaworld_tick_duration_p99_seconds", "p99 tick time over the last minute",
+            "metaworld_tick_duration_p99_seconds",
+            "p99 tick time over the last minute",
             registry=reg,
         )
         self.ticks_skipped = Counter(
@@ -36,7 +39,9 @@ class Metrics:
         self.bytes_in = Counter("metaworld_bytes_in", "Payload bytes received", registry=reg)
         self.bytes_out = Counter("metaworld_bytes_out", "Payload bytes sent", registry=reg)
         self.rejected = Counter(
-            "metaworld_rejected_messages", "Messages or connections refused", ["reason"],
+            "metaworld_rejected_messages",
+            "Messages or connections refused",
+            ["reason"],
             registry=reg,
         )
         self._recent: deque[float] = deque(maxlen=_WINDOW)

@@ -50,7 +50,7 @@ class CloseCode(enum.IntEnum):
     RATE_LIMITED = 4029  # the client sent far more messages than the protocol allows
 
 
-class Tagged(msgspec.Struct, array_like=True, tag=True, frozen=True):
+class Tagged(msgspec.Struct, array_like=True, tag=True):
     """Base of every wire message: encoded as ``[tag, field1, field2, ...]``."""
 
 

@@ -87,7 +87,7 @@ def _smallest_three(quats: FloatArray, bits: int) -> npt.NDArray[np.uint32]:
         comp = q[rows, (largest + 1 + slot) % 4]
         level = np.rint((comp + _HALF_SQRT2) / (2.0 * _HALF_SQRT2) * steps)
         packed = (packed << np.uint32(bits)) | np.clip(level, 0, steps).astype(np.uint32)
-    return packed
+    return np.asarray(packed, dtype=np.uint32)
 
 
 def _unpack_smallest_three(packed: npt.NDArray[np.uint32], bits: int) -> FloatArray:
@@ -114,7 +114,7 @@ def _u24_to_bytes(values: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint8]:
 
 def _bytes_to_u24(parts: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
     p = parts.astype(np.uint32)
-    return p[:, 0] | (p[:, 1] << np.uint32(8)) | (p[:, 2] << np.uint32(16))
+    return np.asarray(p[:, 0] | (p[:, 1] << np.uint32(8)) | (p[:, 2] << np.uint32(16)))
 
 
 def encode_bodies(poses: FloatArray) -> npt.NDArray[np.void]:

@@ -27,8 +27,8 @@ from metaworld import protocol
 from metaworld.interest import (
     ID_BITS,
     ID_MASK,
-    InterestConfig,
     IntArray,
+    InterestConfig,
     Visible,
     changes,
     compute_visible,
@@ -118,7 +118,11 @@ class Replicator:
             return previous
         viewers = previous.keys >> ID_BITS
         keep = previous.keys[~np.isin(viewers, lagging)]
-        sent = [pair_keys(np.full(len(v), m), v) for m in lagging if len(v := self._sent.get(m, _NO_IDS))]
+        sent = [
+            pair_keys(np.full(len(v), m), v)
+            for m in lagging
+            if len(v := self._sent.get(m, _NO_IDS))
+        ]
         keys = np.sort(np.concatenate([keep, *sent]))
         return Visible(keys, np.zeros(len(keys)))
 

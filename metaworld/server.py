@@ -164,7 +164,9 @@ class WorldServer:
 
     # ------------------------------------------------------------ running
 
-    async def serve(self, *, task_status: trio.TaskStatus[WorldServer] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, *, task_status: trio.TaskStatus[WorldServer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         from metaworld.http import serve_http  # the HTTP side is optional for tests
 
         await trio.to_thread.run_sync(self._load_room_state)
@@ -215,7 +217,9 @@ class WorldServer:
             for row in db.scalars(select(RoomState)):
                 if row.room in self.world.rooms:
                     self.world.allow_lists.setdefault(row.room, set()).update(row.allowed_patients)
-            db.execute(update(SessionRow).where(SessionRow.closed.is_(None)).values(closed=utcnow()))
+            db.execute(
+                update(SessionRow).where(SessionRow.closed.is_(None)).values(closed=utcnow())
+            )
 
     # ------------------------------------------------------------ connections
 
@@ -333,7 +337,9 @@ class WorldServer:
             old.cancel.cancel()
         self._end(old)
 
-    async def _run_connection(self, ws: trio_websocket.WebSocketConnection, session: Session) -> None:
+    async def _run_connection(
+        self, ws: trio_websocket.WebSocketConnection, session: Session
+    ) -> None:
         outbox = session.outbox
         assert outbox is not None
         try:
@@ -427,7 +433,9 @@ class WorldServer:
         session_id = session.id
 
         def close_row(db: DbSession) -> None:
-            db.execute(update(SessionRow).where(SessionRow.id == session_id).values(closed=utcnow()))
+            db.execute(
+                update(SessionRow).where(SessionRow.id == session_id).values(closed=utcnow())
+            )
 
         self._store(close_row)
 
@@ -463,9 +471,9 @@ class WorldServer:
                 else:
                     self.replicator.mark_lagging(session.avatar_id)
         for avatar_id, out in self.replicator.step(now).items():
-            session = self.by_avatar.get(avatar_id)
-            if session is not None and session.outbox is not None:
-                session.outbox.put_state(out)
+            owner = self.by_avatar.get(avatar_id)
+            if owner is not None and owner.outbox is not None:
+                owner.outbox.put_state(out)
         self.metrics.avatars.set(len(self.world.avatars))
 
     def _expire_detached(self, now: float) -> None:

@@ -252,9 +252,7 @@ class World:
             return False
         return not any(box.contains_xz(x, z) for box in room.obstacles)
 
-    def apply_pose(
-        self, avatar_id: int, epoch: int, body: bytes, now: float
-    ) -> Placement | None:
+    def apply_pose(self, avatar_id: int, epoch: int, body: bytes, now: float) -> Placement | None:
         """Validate a client pose. Returns a correction when rejected, None otherwise.
 
         Raises WorldError("bad_pose") when the body is not a pose at all.

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import trio
 
-from metaworld.auth import dev_verifier, mint_dev_token
-from metaworld.interest import InterestConfig
-from metaworld.layout import load_layout
+from metaworld.auth import mint_dev_token
 from metaworld.roles import Role
-from metaworld.server import ServerConfig, WorldServer
-from metaworld.store import make_engine
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
-PG_URL = os.environ.get("METAWORLD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from metaworld.server import WorldServer
+from support import server_config
 
 TokenFactory = Callable[..., str]
 
@@ -36,22 +29,6 @@ def make_token(data_dir: Path) -> TokenFactory:
         return mint_dev_token(data_dir, sub, role, **kw)  # type: ignore[arg-type]
 
     return make
-
-
-def server_config(data_dir: Path, db_url: str | None = None, **overrides: object) -> ServerConfig:
-    engine = make_engine(db_url or f"sqlite:///{data_dir / 'test.db'}")
-    options: dict[str, object] = {
-        "layout": load_layout(),
-        "verifier": dev_verifier(data_dir),
-        "engine": engine,
-        "data_dir": data_dir,
-        "ws_port": 0,
-        "http_port": -1,
-        "resume_grace_s": 5.0,
-        "interest": InterestConfig(),
-    }
-    options.update(overrides)
-    return ServerConfig(**options)  # type: ignore[arg-type]
 
 
 ServerFactory = Callable[..., Awaitable[WorldServer]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -62,22 +61,34 @@ async def test_dev_tokens_are_off_with_production_keys(start_server):
         assert (await http.post("/api/dev-token", json={"role": "patient"})).status_code == 404
 
 
-def run_cli(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "metaworld.cli", *args], capture_output=True, text=True, **kw
+        [sys.executable, "-m", "metaworld.cli", *args], capture_output=True, text=True, check=check
     )
 
 
 def test_token_command_prints_a_token_the_server_accepts(tmp_path):
-    out = run_cli("token", "--sub", "u1", "--role", "trainee", "--name", "Tia", "--ttl", "60",
-                  "--data-dir", str(tmp_path))
+    out = run_cli(
+        "token",
+        "--sub",
+        "u1",
+        "--role",
+        "trainee",
+        "--name",
+        "Tia",
+        "--ttl",
+        "60",
+        "--data-dir",
+        str(tmp_path),
+    )
     assert out.returncode == 0
     identity = dev_verifier(tmp_path).verify(out.stdout.strip())
     assert (identity.subject, identity.role, identity.name) == ("u1", "trainee", "Tia")
     assert identity.expires_at - time.time() <= 61
     assert (tmp_path / "dev_jwt_ed25519.pem").stat().st_mode & 0o077 == 0
-    bad = run_cli("token", "--sub", "u1", "--role", "patient", "--ttl", "0", "--data-dir",
-                  str(tmp_path))
+    bad = run_cli(
+        "token", "--sub", "u1", "--role", "patient", "--ttl", "0", "--data-dir", str(tmp_path)
+    )
     assert bad.returncode == 2 and "ttl" in bad.stderr
 
 
@@ -93,8 +104,18 @@ async def test_serve_process_with_defaults_and_a_restart(tmp_path):
     """`metaworld serve` as `make run` starts it: two clients join, move and see each other;
     the server restarts on the same data directory and keeps its state."""
     ws_port, http_port = free_port(), free_port()
-    args = [sys.executable, "-m", "metaworld.cli", "serve", "--ws-port", str(ws_port),
-            "--http-port", str(http_port), "--data-dir", str(tmp_path)]
+    args = [
+        sys.executable,
+        "-m",
+        "metaworld.cli",
+        "serve",
+        "--ws-port",
+        str(ws_port),
+        "--http-port",
+        str(http_port),
+        "--data-dir",
+        str(tmp_path),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     log_path = tmp_path / "server.log"
@@ -106,7 +127,9 @@ async def test_serve_process_with_defaults_and_a_restart(tmp_path):
             with trio.fail_after(20):
                 while True:
                     try:
-                        if (await http.get(f"http://127.0.0.1:{http_port}/healthz")).status_code == 200:
+                        if (
+                            await http.get(f"http://127.0.0.1:{http_port}/healthz")
+                        ).status_code == 200:
                             return proc
                     except httpx.TransportError:
                         pass
@@ -114,8 +137,9 @@ async def test_serve_process_with_defaults_and_a_restart(tmp_path):
 
     def token(sub: str, role: str = "clinician", name: str | None = None) -> str:
         extra = ["--name", name] if name else []
-        return run_cli("token", "--sub", sub, "--role", role, "--data-dir", str(tmp_path),
-                       *extra, check=True).stdout.strip()
+        return run_cli(
+            "token", "--sub", sub, "--role", role, "--data-dir", str(tmp_path), *extra, check=True
+        ).stdout.strip()
 
     url = f"ws://127.0.0.1:{ws_port}/"
     proc = await start()
@@ -136,8 +160,9 @@ async def test_serve_process_with_defaults_and_a_restart(tmp_path):
             proc.wait(10)
             proc = await start()
             # Both clients reconnect on their own; the old session is gone, a new one opens.
-            await a.wait_for(lambda c: c.connects >= 2 and c.last_tick > 0 and b.avatar_id in c.view,
-                             timeout=15)
+            await a.wait_for(
+                lambda c: c.connects >= 2 and c.last_tick > 0 and b.avatar_id in c.view, timeout=15
+            )
             assert a.session != first_session
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -59,7 +59,10 @@ def test_errors_name_the_file_and_the_field(tmp_path, change, expected):
 
 
 def test_doors_must_join_known_rooms(tmp_path):
-    text = BASE + '[[doors]]\nid = "d"\na = "lobby"\nb = "nowhere"\na_at = [1.0, 1.0]\nb_at = [1.0, 1.0]\n'
+    text = (
+        BASE
+        + '[[doors]]\nid = "d"\na = "lobby"\nb = "nowhere"\na_at = [1.0, 1.0]\nb_at = [1.0, 1.0]\n'
+    )
     with pytest.raises(LayoutError, match=r"doors\[0\].b"):
         load_layout(write(tmp_path, text))
 
@@ -71,7 +74,7 @@ def test_overlapping_rooms_are_rejected(tmp_path):
 
 
 def test_syntax_errors_and_json_layouts(tmp_path):
-    with pytest.raises(LayoutError, match="bad.toml"):
+    with pytest.raises(LayoutError, match=r"bad\.toml"):
         load_layout(write(tmp_path, "name = "))
     layout = load_layout()
     import msgspec

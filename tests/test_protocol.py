@@ -79,7 +79,10 @@ def test_delta_of_32_avatars_costs_about_30_bytes_each():
 
 def test_schema_command_prints_json_schema():
     out = subprocess.run(
-        [sys.executable, "-m", "metaworld.cli", "schema"], capture_output=True, check=True, text=True
+        [sys.executable, "-m", "metaworld.cli", "schema"],
+        capture_output=True,
+        check=True,
+        text=True,
     ).stdout
     schema = json.loads(out)
     names = set(schema["$defs"])

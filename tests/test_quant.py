@@ -48,7 +48,9 @@ def test_zero_quaternion_becomes_identity():
 
 
 @settings(max_examples=300)
-@given(arrays(np.float64, (4,), elements=st.floats(-1, 1)).filter(lambda q: np.linalg.norm(q) > 0.1))
+@given(
+    arrays(np.float64, (4,), elements=st.floats(-1, 1)).filter(lambda q: np.linalg.norm(q) > 0.1)
+)
 def test_any_orientation_survives(q):
     poses = np.zeros((1, 3, 7))
     poses[0, :, 3:] = q / np.linalg.norm(q)

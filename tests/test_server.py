@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import metaworld_sdk
-from metaworld_sdk.transport import open_websocket
 from metaworld import protocol
 from metaworld.auth import AUDIENCE, DEV_ISSUER, load_or_create_dev_key
 from metaworld.protocol import CloseCode
 from metaworld.server import Outbox, Session
+from metaworld_sdk.transport import open_websocket
 
 
 async def raw_exchange(url: str, *frames: bytes | str, read: int = 0) -> tuple[int | None, list]:
@@ -42,8 +42,14 @@ def hello(token: str, **kw) -> bytes:
 
 def claims(sub="mallory", **over):
     now = int(time.time())
-    base = {"iss": DEV_ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 600,
-            "role": "clinician"}
+    base = {
+        "iss": DEV_ISSUER,
+        "aud": AUDIENCE,
+        "sub": sub,
+        "iat": now,
+        "exp": now + 600,
+        "role": "clinician",
+    }
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -59,15 +65,21 @@ def bad_tokens(data_dir):
     unsigned = jwt.encode(claims(), None, algorithm="none", headers=typ)
     return {
         "forged": jwt.encode(claims(), other, algorithm="EdDSA", headers=typ),
-        "expired": jwt.encode(claims(iat=now - 7200, exp=now - 3600), key, algorithm="EdDSA", headers=typ),
-        "wrong audience": jwt.encode(claims(aud="someone-else"), key, algorithm="EdDSA", headers=typ),
+        "expired": jwt.encode(
+            claims(iat=now - 7200, exp=now - 3600), key, algorithm="EdDSA", headers=typ
+        ),
+        "wrong audience": jwt.encode(
+            claims(aud="someone-else"), key, algorithm="EdDSA", headers=typ
+        ),
         "wrong issuer": jwt.encode(claims(iss="evil"), key, algorithm="EdDSA", headers=typ),
         "alg none": unsigned,
         "hs256 with the public key": _hs256(claims(), public_pem),
         "no exp": jwt.encode(claims(exp=None), key, algorithm="EdDSA", headers=typ),
         "no typ": jwt.encode(claims(), key, algorithm="EdDSA"),
         "float iat": jwt.encode(claims(iat=now + 0.5), key, algorithm="EdDSA", headers=typ),
-        "unknown role": jwt.encode(claims(role="surgeon-general"), key, algorithm="EdDSA", headers=typ),
+        "unknown role": jwt.encode(
+            claims(role="surgeon-general"), key, algorithm="EdDSA", headers=typ
+        ),
         "not a jwt": "hello.world",
     }
 
@@ -97,7 +109,9 @@ async def test_bad_tokens_are_refused_with_the_documented_code(world_server, ws_
 
 async def test_handshake_errors(world_server, ws_url, make_token):
     token = make_token("h1")
-    assert (await raw_exchange(ws_url, protocol.encode(protocol.Chat("hi"))))[0] == CloseCode.BAD_HANDSHAKE
+    assert (await raw_exchange(ws_url, protocol.encode(protocol.Chat("hi"))))[
+        0
+    ] == CloseCode.BAD_HANDSHAKE
     assert (await raw_exchange(ws_url, b"\x00garbage"))[0] == CloseCode.BAD_HANDSHAKE
     old = protocol.encode(protocol.Hello(token, "bot", 99))
     assert (await raw_exchange(ws_url, old))[0] == CloseCode.VERSION_UNSUPPORTED
@@ -141,7 +155,9 @@ async def test_bad_frames_close_only_the_sender(world_server, ws_url, make_token
         assert b.connected and c.connected
 
 
-async def test_bad_requests_get_error_replies_and_the_connection_stays(world_server, ws_url, make_token):
+async def test_bad_requests_get_error_replies_and_the_connection_stays(
+    world_server, ws_url, make_token
+):
     async with metaworld_sdk.connect(ws_url, make_token("e1")) as a:
         await a.wait_for(lambda cl: cl.room == "lobby" and cl.last_tick > 0)
         await a.join_room("no-such-room")
@@ -166,7 +182,9 @@ async def test_out_of_bounds_pose_is_corrected(world_server, ws_url, make_token)
         assert np.allclose(a.pose[0, :3], start[0, :3], atol=0.002)
 
 
-async def test_a_patient_cannot_enter_another_patients_consultation(world_server, ws_url, make_token):
+async def test_a_patient_cannot_enter_another_patients_consultation(
+    world_server, ws_url, make_token
+):
     async with metaworld_sdk.connect(ws_url, make_token("intruder", "patient")) as p:
         await p.wait_for(lambda cl: cl.last_tick > 0)
         await p.join_room("consult-1")  # reserved for demo-patient in the sample clinic
@@ -204,7 +222,9 @@ async def test_nobody_outside_a_consultation_sees_or_hears_inside(world_server, 
             match message:
                 case protocol.Delta(entered=entered, poses=poses):
                     assert not inside & {a.id for a in entered}
-                    ids = set(np.frombuffer(poses, dtype=[("id", "<u2"), ("b", "V28")])["id"].tolist())
+                    ids = set(
+                        np.frombuffer(poses, dtype=[("id", "<u2"), ("b", "V28")])["id"].tolist()
+                    )
                     assert not inside & ids
                 case protocol.ChatMessage():
                     assert "private" not in message.text
@@ -223,7 +243,9 @@ async def test_patient_names_never_reach_other_clients(world_server, ws_url, mak
             original(message)
 
         w._apply = spy
-        async with metaworld_sdk.connect(ws_url, make_token("p-9", "patient", name="Zelda Quartz")) as p:
+        async with metaworld_sdk.connect(
+            ws_url, make_token("p-9", "patient", name="Zelda Quartz")
+        ) as p:
             await w.wait_for(lambda cl: p.avatar_id in cl.view)
             await p.chat("hello from a patient")
             await w.wait_for(lambda cl: cl.chat_log)
@@ -239,7 +261,9 @@ async def test_resume_keeps_the_avatar_and_never_duplicates_it(world_server, ws_
         await o.wait_for(lambda cl: m.avatar_id in cl.view)
         avatar, session = m.avatar_id, m.session
         await m.drop_connection()
-        await m.wait_for(lambda cl: cl.connects == 2 and cl.connected and cl.last_tick > 0, timeout=5)
+        await m.wait_for(
+            lambda cl: cl.connects == 2 and cl.connected and cl.last_tick > 0, timeout=5
+        )
         assert m.avatar_id == avatar and m.session == session
         assert len(world_server.world.avatars) == 2
         assert [i for i in o.presence if o.presence[i].id == avatar] == [avatar]
@@ -316,7 +340,9 @@ async def test_pose_reaches_the_peer_within_two_ticks(world_server, ws_url, make
         metaworld_sdk.connect(ws_url, make_token("s1")) as a,
         metaworld_sdk.connect(ws_url, make_token("s2")) as b,
     ):
-        await b.wait_for(lambda cl: a.avatar_id in cl.view and cl.view[a.avatar_id].pose is not None)
+        await b.wait_for(
+            lambda cl: a.avatar_id in cl.view and cl.view[a.avatar_id].pose is not None
+        )
         delays = []
         for step in range(20):
             pose = a.pose.copy()
@@ -324,7 +350,9 @@ async def test_pose_reaches_the_peer_within_two_ticks(world_server, ws_url, make
             sent = trio.current_time()
             await a.send_pose(pose)
             target = pose[0, 2]
-            await b.wait_for(lambda cl: abs(cl.view[a.avatar_id].pose[0, 2] - target) < 0.002, timeout=1)
+            await b.wait_for(
+                lambda cl, z=target: abs(cl.view[a.avatar_id].pose[0, 2] - z) < 0.002, timeout=1
+            )
             delays.append(trio.current_time() - sent)
             await trio.sleep(period * 0.37)
         assert sorted(delays)[len(delays) // 2] <= 2 * period

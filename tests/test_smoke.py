@@ -1,6 +1,3 @@
-import numpy as np
-import trio
-
 import metaworld_sdk
 
 
@@ -13,7 +10,9 @@ async def test_two_clients_see_each_other(world_server, ws_url, make_token):
         pose = a.pose.copy()
         pose[:, 0] += 0.5
         await a.send_pose(pose)
+
         def moved(c):
             r = c.view.get(a.avatar_id)
             return r is not None and r.pose is not None and abs(r.pose[0, 0] - pose[0, 0]) < 0.002
+
         await b.wait_for(moved, timeout=2)

@@ -10,8 +10,7 @@ from sqlalchemy.orm import Session
 import metaworld_sdk
 from metaworld.server import WorldServer
 from metaworld.store import Account, ChatRow, RoomState, SessionRow, make_engine
-
-from conftest import PG_URL, server_config
+from support import PG_URL, server_config
 
 
 def pg_or_skip() -> str:
@@ -49,7 +48,9 @@ def rows(engine, model):
         return list(db.scalars(sqlalchemy.select(model)))
 
 
-async def test_accounts_sessions_allow_lists_and_chat_survive_a_restart(db_url, data_dir, make_token):
+async def test_accounts_sessions_allow_lists_and_chat_survive_a_restart(
+    db_url, data_dir, make_token
+):
     config = server_config(data_dir, db_url)
     async with trio.open_nursery() as nursery:
         server = WorldServer(config, label_secret=b"s")

@@ -287,7 +287,8 @@ class Client:
                             task_status.started()
                     self._notify()
             except trio_websocket.ConnectionClosed as exc:
-                code, reason = exc.reason.code, exc.reason.reason or ""
+                if exc.reason is not None:
+                    code, reason = exc.reason.code, exc.reason.reason or ""
             except (OSError, trio_websocket.HandshakeError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             finally:
