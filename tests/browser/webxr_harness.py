@@ -227,6 +227,11 @@ class BotPool:
     def read(self, fn: Callable[..., Any], *args: Any) -> Any:
         return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
 
+    def start_task(self, afn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run `afn(*args)` in the background until close()."""
+        assert self._nursery is not None
+        trio.from_thread.run_sync(self._nursery.start_soon, afn, *args, trio_token=self._token)
+
     def connect(self, ws_url: str, token: str, kind: str = "bot") -> Any:
         """Connect one SDK client (kept open until close()) and return it."""
 
