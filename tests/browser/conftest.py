@@ -61,7 +61,8 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
     contexts: list[Any] = []
 
     def open_page(url: str, *, init_scripts: tuple[str | Path, ...] = (), **ctx: Any) -> Any:
-        context = browser.new_context(viewport={"width": 1280, "height": 720}, **ctx)
+        ctx.setdefault("viewport", {"width": 1280, "height": 720})
+        context = browser.new_context(**ctx)
         contexts.append(context)
         for script in init_scripts:
             if isinstance(script, Path):
