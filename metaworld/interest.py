@@ -3,12 +3,13 @@
 Theory of operation. Every tick, for one room, we take the avatars' floor positions
 (x, z) and last tick's visible pairs, and produce this tick's visible pairs. A pair
 (viewer, target) is a 64-bit key ``viewer << 16 | target`` of avatar ids, so sets of
-pairs are sorted int64 arrays and set differences are cheap numpy operations.
+pairs are sorted int64 arrays and the entered/left changes are one merge of two arrays.
 
 1. Candidates come from a uniform grid whose cell side is the reach (radius plus
    hysteresis margin): any two avatars within reach lie in the same or adjacent cells.
-   Avatars are sorted by cell; for each of the nine neighbour offsets a searchsorted
-   finds the matching run of avatars, and runs are expanded into pairs without loops.
+   Avatars are sorted by cell, and each viewer scans its nine neighbouring cells. This
+   per-viewer loop is compiled (`_interest_kernel`, numba): in numpy it would have to
+   materialize and sort every candidate pair, which at 10,000 avatars is millions.
 2. Hysteresis: a pair that was visible last tick has its distance reduced by the margin
    before the tests below. So an avatar enters view at `radius` but leaves only beyond
    `radius + margin`, and a visible avatar keeps its slot under the cap against a
@@ -28,6 +29,8 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+
+from metaworld import _interest_kernel as _kernel
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -88,42 +91,6 @@ def _member(keys: IntArray, sorted_set: IntArray) -> npt.NDArray[np.bool_]:
     return np.asarray(sorted_set[idx] == keys, dtype=bool)
 
 
-def grid_candidates(xz: FloatArray, reach: float) -> tuple[IntArray, IntArray, FloatArray]:
-    """All ordered pairs (i, j), i != j, of rows of `xz` within `reach` of each other."""
-    n = len(xz)
-    if n < 2:
-        return _EMPTY_I, _EMPTY_I, _EMPTY_F
-    # A hair over `reach`, so float rounding can never put a pair within reach two
-    # cells apart.
-    cell_side = reach * (1.0 + 1e-9) + 1e-9
-    cell = np.floor(xz / cell_side).astype(np.int64)
-    cell -= cell.min(axis=0)
-    width = int(cell[:, 1].max()) + 3
-    key = (cell[:, 0] + 1) * width + (cell[:, 1] + 1)
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    rows = np.arange(n)
-
-    parts_i: list[IntArray] = []
-    parts_j: list[IntArray] = []
-    for dx in (-1, 0, 1):
-        for dz in (-1, 0, 1):
-            wanted = key + dx * width + dz
-            start = np.searchsorted(sorted_key, wanted, "left")
-            count = np.searchsorted(sorted_key, wanted, "right") - start
-            total = int(count.sum())
-            if not total:
-                continue
-            first = np.repeat(start - (np.cumsum(count) - count), count)
-            parts_i.append(np.repeat(rows, count))
-            parts_j.append(order[first + np.arange(total)])
-    i = np.concatenate(parts_i)
-    j = np.concatenate(parts_j)
-    d = np.hypot(xz[i, 0] - xz[j, 0], xz[i, 1] - xz[j, 1])
-    keep = (i != j) & (d <= reach)
-    return i[keep], j[keep], d[keep]
-
-
 def _select(
     ids: IntArray,
     i: IntArray,
@@ -151,9 +118,20 @@ def _select(
 def compute_visible(
     ids: IntArray, xz: FloatArray, previous: Visible, cfg: InterestConfig
 ) -> Visible:
-    """This tick's visible pairs for one room (grid method)."""
-    i, j, d = grid_candidates(xz, cfg.radius + cfg.margin)
-    return _select(ids, i, j, d, previous.keys, cfg)
+    """This tick's visible pairs for one room (the grid, compiled)."""
+    order = np.argsort(ids, kind="stable")
+    if len(ids) > 1 and np.any(np.diff(ids[order]) == 0):
+        raise ValueError("avatar ids in a room must be unique")
+    keys, dist = _kernel.visible_pairs(
+        np.ascontiguousarray(ids[order], dtype=np.int64),
+        np.ascontiguousarray(xz[order, 0], dtype=np.float64),
+        np.ascontiguousarray(xz[order, 1], dtype=np.float64),
+        previous.keys,
+        float(cfg.radius),
+        float(cfg.margin),
+        int(cfg.cap),
+    )
+    return Visible(keys, dist)
 
 
 def brute_force_visible(
@@ -163,15 +141,15 @@ def brute_force_visible(
     n = len(xz)
     grid_i, grid_j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     i, j = grid_i.ravel(), grid_j.ravel()
-    d = np.hypot(xz[i, 0] - xz[j, 0], xz[i, 1] - xz[j, 1])
+    dx, dz = xz[i, 0] - xz[j, 0], xz[i, 1] - xz[j, 1]
+    d = np.sqrt(dx * dx + dz * dz)
     keep = (i != j) & (d <= cfg.radius + cfg.margin)
     return _select(ids, i[keep], j[keep], d[keep], previous.keys, cfg)
 
 
 def changes(previous: Visible, current: Visible) -> tuple[IntArray, IntArray]:
     """Pairs that entered and pairs that left view between two ticks."""
-    entered = current.keys[~_member(current.keys, previous.keys)]
-    left = previous.keys[~_member(previous.keys, current.keys)]
+    entered, left = _kernel.sorted_differences(current.keys, previous.keys)
     return entered, left
 
 
