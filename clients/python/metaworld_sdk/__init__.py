@@ -14,5 +14,17 @@ from metaworld_sdk.client import (
     connect,
     neutral_pose,
 )
+from metaworld_sdk.clock import ClockEstimator, ClockSample
+from metaworld_sdk.interp import PoseBuffer, ViewInterpolator
 
-__all__ = ["Client", "ClientClosed", "RemoteAvatar", "connect", "neutral_pose"]
+__all__ = [
+    "Client",
+    "ClientClosed",
+    "ClockEstimator",
+    "ClockSample",
+    "PoseBuffer",
+    "RemoteAvatar",
+    "ViewInterpolator",
+    "connect",
+    "neutral_pose",
+]
