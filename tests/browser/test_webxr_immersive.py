@@ -54,6 +54,15 @@ def set_device(page: Any, part: str, pos: list[float], quat: list[float]) -> Non
     )
 
 
+# Where the controllers were put, relative to the headset (before any turn).
+HANDS = ((1, [-0.25, -0.4, -0.3]), (2, [0.25, -0.4, -0.3]))
+
+
+def hands_match(pose: list[list[float]], hand: int, offset: list[float]) -> bool:
+    rel = [pose[hand][i] - pose[0][i] for i in range(3)]
+    return all(abs(r - o) < HAND_M for r, o in zip(rel, offset, strict=True))
+
+
 def same_rotation(a: list[float], b: list[float], tol: float) -> bool:
     dot = abs(sum(x * y for x, y in zip(a, b, strict=True)))
     return dot > 1 - tol
@@ -98,20 +107,17 @@ def test_enter_vr_and_the_server_sees_the_headset_pose(
 
     # The rig stands where the server put us, so the head is at spawn + device offset.
     expect_x, expect_z = start["x"] + 0.3, start["z"] - 0.2
-    pose = wait_server_pose(
-        bots,
-        bot,
-        me["id"],
-        lambda p: (
+
+    def headset_arrived(p: list[list[float]]) -> bool:
+        head_ok = (
             abs(p[0][1] - 1.5) < POSITION_M
             and abs(p[0][0] - expect_x) < 0.05
             and abs(p[0][2] - expect_z) < 0.05
-        ),
-    )
+        )
+        return head_ok and all(hands_match(p, hand, offset) for hand, offset in HANDS)
+
+    pose = wait_server_pose(bots, bot, me["id"], headset_arrived)
     assert same_rotation(pose[0][3:], yaw_quat(30), 1e-4)
-    for hand, offset in ((1, [-0.25, -0.4, -0.3]), (2, [0.25, -0.4, -0.3])):
-        rel = [pose[hand][i] - pose[0][i] for i in range(3)]
-        assert all(abs(r - o) < HAND_M for r, o in zip(rel, offset, strict=True)), (hand, rel)
     screenshot_checked(page, "immersive-headset")
 
     # Snap turn: the right thumbstick turns the rig 30 degrees about the head.

@@ -135,7 +135,7 @@ class ServerProcess:
 
     def dev_token(self, role: str, name: str | None = None) -> str:
         body = {"role": role, **({"name": name} if name else {})}
-        response = httpx.post(self.http_url + "api/dev-token", json=body, timeout=5)
+        response = httpx.post(self.http_url + "api/dev-token", json=body, timeout=20)
         response.raise_for_status()
         return str(response.json()["token"])
 
