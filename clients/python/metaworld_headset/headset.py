@@ -140,9 +140,10 @@ class Headset:
         client = self.client
         if not client.connected:
             return  # between connections: this tick's pose is gone, the next one counts
-        self.poses_sent += 1
+        seq = (self.poses_sent + 1) % 2**32
         # TODO: the SDK has no public call for a ready body (see docs/headset.md).
-        await client._send(protocol.Pose(client.epoch, body, self.poses_sent % 2**32))
+        await client._send(protocol.Pose(client.epoch, body, seq))
+        self.poses_sent += 1
         self.sent_body = body
         pose = quant.decode_bodies(quant.body_from_bytes(body))[0]
         pose[:, :3] += client.room_min()
