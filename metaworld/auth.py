@@ -45,6 +45,12 @@ class Identity:
     name: str | None
     scopes: tuple[str, ...]
     expires_at: int
+    patient: str | None = None  # SMART launch context: the patient record this token is for
+
+    @property
+    def record_id(self) -> str:
+        """The patient record a patient's token speaks for (their own)."""
+        return self.patient or self.subject
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,10 @@ def _identity_from(claims: dict[str, Any]) -> Identity:
     scope = claims.get("scope", "")
     if not isinstance(scope, str):
         raise TokenError("token scope must be a space-separated string")
-    return Identity(sub, role, name, tuple(scope.split()), claims["exp"])
+    patient = claims.get("patient")
+    if patient is not None and (not isinstance(patient, str) or not 0 < len(patient) <= 64):
+        raise TokenError("token patient must be a record id of at most 64 characters")
+    return Identity(sub, role, name, tuple(scope.split()), claims["exp"], patient)
 
 
 # ---------------------------------------------------------------- keys
@@ -177,6 +186,7 @@ def mint_dev_token(
     name: str | None = None,
     ttl_s: int = 3600,
     scopes: tuple[str, ...] = (),
+    patient: str | None = None,
     now: float | None = None,
 ) -> str:
     """A token signed with the dev key of `data_dir`, for development and tests."""
@@ -197,5 +207,7 @@ def mint_dev_token(
         claims["name"] = name
     if scopes:
         claims["scope"] = " ".join(scopes)
+    if patient:
+        claims["patient"] = patient
     key = load_or_create_dev_key(data_dir)
     return jwt.encode(claims, key, algorithm="EdDSA", headers={"typ": TOKEN_TYPE})

@@ -10,7 +10,7 @@ import secrets
 import signal
 import sys
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -74,6 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         dev = True
     engine = make_engine(_db_url(args.db, data_dir))
     config = ServerConfig(
+        consent=_consent_service(args, engine, data_dir),
         layout=layout,
         verifier=verifier,
         engine=engine,
@@ -108,6 +109,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _consent_service(args: argparse.Namespace, engine: Any, data_dir: Path) -> Any:
+    """The embedded consent service on the same database (the default)."""
+    from metaworld.consent import InProcessConsentService
+    from metaworld.ledger import Ledger
+    from metaworld.ledger.checkpoint import load_or_create_ledger_key
+
+    ledger = Ledger(engine, load_or_create_ledger_key(data_dir))
+    return InProcessConsentService(engine, ledger)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args.data_dir)
     try:
@@ -118,12 +129,47 @@ def cmd_token(args: argparse.Namespace) -> int:
             name=args.name,
             ttl_s=args.ttl,
             scopes=tuple(args.scope.split()) if args.scope else (),
+            patient=args.patient,
         )
     except (ValueError, TokenError) as exc:
         print(f"metaworld: {exc}", file=sys.stderr)
         return 2
     print(token)
     return 0
+
+
+def cmd_records_import(args: argparse.Namespace) -> int:
+    from metaworld.records.cli import import_command
+
+    return import_command(_db_url(args.db, _data_dir(args.data_dir)), args.files)
+
+
+def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    from metaworld.ledger.cli import verify_command
+
+    data_dir = _data_dir(args.data_dir)
+    return verify_command(_db_url(args.db, data_dir), data_dir)
+
+
+def cmd_consent_demo(args: argparse.Namespace) -> int:
+    from metaworld.demo import run_demo
+
+    data_dir = _data_dir(args.data_dir)
+    shared = Path(args.patients)
+    bundles = sorted(shared.glob("*.json"))
+    if not bundles:
+        print(f"metaworld: no FHIR bundles in {shared}", file=sys.stderr)
+        return 2
+    logging.getLogger("metaworld").setLevel(logging.WARNING)
+    result = trio.run(run_demo, _db_url(args.db, data_dir), data_dir, bundles)
+    good = (
+        result.outcomes.get("consented clinician") == "RecordShown"
+        and all(
+            v == "RecordDenied" for k, v in result.outcomes.items() if k != "consented clinician"
+        )
+        and result.ledger_ok
+    )
+    return 0 if good else 1
 
 
 def cmd_schema(_: argparse.Namespace) -> int:
@@ -160,13 +206,46 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=ROLES)
     token.add_argument("--name", help="display name (staff; patients get a pseudonym)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
-    token.add_argument("--scope", help="space-separated SMART scopes")
+    token.add_argument("--scope", help="space-separated SMART scopes, e.g. 'user/*.rs'")
+    token.add_argument("--patient", help="SMART launch patient: the record a patient owns")
     token.add_argument("--data-dir")
     token.set_defaults(func=cmd_token)
 
     schema = sub.add_parser("schema", help="print the protocol's JSON Schema")
     schema.set_defaults(func=cmd_schema)
+
+    records = sub.add_parser("records", help="health records").add_subparsers(
+        dest="records_command", required=True
+    )
+    imp = records.add_parser("import", help="import FHIR R4 bundles (JSON files)")
+    imp.add_argument("files", nargs="+", type=Path)
+    _store_options(imp)
+    imp.set_defaults(func=cmd_records_import)
+
+    consent = sub.add_parser("consent", help="the consent service").add_subparsers(
+        dest="consent_command", required=True
+    )
+    demo = consent.add_parser("demo", help="play the consultation story step by step")
+    demo.add_argument(
+        "--patients",
+        default=str(REPO_ROOT.parent / "shared" / "data" / "synthea-r4"),
+        help="folder of FHIR bundles to import (default: the shared Synthea patients)",
+    )
+    _store_options(demo)
+    demo.set_defaults(func=cmd_consent_demo)
+
+    ledger = sub.add_parser("ledger", help="the audit ledger").add_subparsers(
+        dest="ledger_command", required=True
+    )
+    verify = ledger.add_parser("verify", help="recompute the log and check its checkpoints")
+    _store_options(verify)
+    verify.set_defaults(func=cmd_ledger_verify)
     return parser
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="SQLAlchemy URL (default: SQLite in the data directory)")
+    parser.add_argument("--data-dir", help="keys and the database (default: ./data)")
 
 
 def main(argv: list[str] | None = None) -> int:

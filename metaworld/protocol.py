@@ -19,6 +19,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from metaworld.layout import Layout
+from metaworld.records.view import RecordView
 from metaworld.roles import Role
 
 PROTOCOL_VERSION: Final = 1
@@ -120,7 +121,82 @@ class Leave(Tagged, tag="leave"):
     """I am done; end the session (no resume)."""
 
 
-ClientMessage = Hello | Pose | MoveTo | UseDoor | JoinRoom | Admit | Chat | Ping | Leave
+Category = Literal[
+    "demographics",
+    "vital_signs",
+    "conditions",
+    "medications",
+    "immunizations",
+    "allergies",
+    "encounters",
+]
+Categories = Annotated[list[Category], msgspec.Meta(min_length=1, max_length=7)]
+Purpose = Annotated[str, msgspec.Meta(max_length=16)]
+
+
+class RecordRequest(Tagged, tag="record_request"):
+    """Staff: show me part of the record of the patient whose avatar is `patient`.
+
+    Answered with RecordShown or RecordDenied carrying the same `request`. `room`, when
+    given, must be the room I am in.
+    """
+
+    request: U32
+    patient: U16
+    categories: Categories
+    purpose: Purpose = "TREAT"
+    room: Name | None = None
+
+
+class ConsentGrant(Tagged, tag="consent_grant"):
+    """Patient: let `grantee` (an avatar; None for every clinician) see these categories
+    for this purpose, for `duration_s` seconds."""
+
+    request: U32
+    categories: Categories
+    grantee: U16 | None = None
+    purpose: Purpose = "TREAT"
+    duration_s: Annotated[int, msgspec.Meta(ge=60, le=366 * 24 * 3600)] = 3600
+
+
+class ConsentRevoke(Tagged, tag="consent_revoke"):
+    """Patient: withdraw one of my consents; open views of my record are purged."""
+
+    request: U32
+    consent: Name
+
+
+class ConsentQuery(Tagged, tag="consent_query"):
+    """Patient: list my consents and who has viewed what (the accounting of disclosures)."""
+
+    request: U32
+
+
+class BreakGlass(Tagged, tag="break_glass"):
+    """Clinician: claim time-boxed emergency access to a patient's record."""
+
+    request: U32
+    patient: U16
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    duration_s: Annotated[int, msgspec.Meta(ge=60, le=4 * 3600)] = 900
+
+
+ClientMessage = (
+    Hello
+    | Pose
+    | MoveTo
+    | UseDoor
+    | JoinRoom
+    | Admit
+    | Chat
+    | Ping
+    | Leave
+    | RecordRequest
+    | ConsentGrant
+    | ConsentRevoke
+    | ConsentQuery
+    | BreakGlass
+)
 
 
 # ---------------------------------------------------------------- server to client
@@ -215,8 +291,89 @@ class Pong(Tagged, tag="pong"):
     server_time: float
 
 
+class RecordShown(Tagged, tag="record_shown"):
+    """Part of a record, sent only to the requester and to the patient it belongs to."""
+
+    request: int  # the requester's request number (0 in the patient's copy)
+    patient: int  # the patient's avatar
+    viewer: AvatarInfo  # who asked
+    view: RecordView
+    consent_version: str
+
+
+class RecordDenied(Tagged, tag="record_denied"):
+    """No part of the record may be shown. The same reply whether or not a record, a
+    patient or a consent exists; `reason` is "denied" or "unavailable" (fail closed)."""
+
+    request: int
+    reason: str
+    message: str
+
+
+class RecordPurge(Tagged, tag="record_purge"):
+    """Forget every view of this patient's record you hold: consent was withdrawn."""
+
+    patient: int
+
+
+class ConsentSummary(msgspec.Struct, array_like=True, frozen=True):
+    id: str
+    version: int
+    status: str
+    categories: list[str]
+    purpose: str
+    grantee: str  # a label, or "every clinician"
+    end_ms: int | None
+
+
+class Disclosure(msgspec.Struct, array_like=True, frozen=True):
+    """One audited decision about the patient's record."""
+
+    at_ms: int
+    kind: str
+    who: str  # a label or subject id of the person who asked
+    role: str
+    categories: list[str]
+    purpose: str
+    outcome: str
+    review: bool
+
+
+class ConsentResult(Tagged, tag="consent_result"):
+    """Reply to ConsentGrant, ConsentRevoke and BreakGlass."""
+
+    request: int
+    ok: bool
+    consent: str = ""  # consent id, or break-the-glass grant id
+    version: int = 0
+    status: str = ""
+    message: str = ""
+    end_ms: int | None = None
+
+
+class ConsentState(Tagged, tag="consent_state"):
+    """Reply to ConsentQuery: my consents and the accounting of disclosures."""
+
+    request: int
+    consents: list[ConsentSummary]
+    disclosures: list[Disclosure]
+
+
 ServerMessage = (
-    Welcome | Snapshot | Delta | Placed | Correction | ChatMessage | Presence | Error | Pong
+    Welcome
+    | Snapshot
+    | Delta
+    | Placed
+    | Correction
+    | ChatMessage
+    | Presence
+    | Error
+    | Pong
+    | RecordShown
+    | RecordDenied
+    | RecordPurge
+    | ConsentResult
+    | ConsentState
 )
 
 # Error codes carried by Error.code.
@@ -232,6 +389,8 @@ ERROR_CODES: Final = {
     "not_staff": "only staff may do that",
     "unknown_avatar": "no such avatar in your room",
     "rate_limited": "too many requests of this kind; slow down",
+    "not_patient": "only a patient may change their own consent",
+    "busy": "too many record or consent requests waiting; try again",
 }
 
 

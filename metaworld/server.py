@@ -33,6 +33,8 @@ from sqlalchemy.orm import Session as DbSession
 
 from metaworld import protocol
 from metaworld.auth import Identity, TokenError, Verifier
+from metaworld.clinical import CALL_TIMEOUT_S, ClinicalDesk
+from metaworld.consent import ConsentService
 from metaworld.interest import InterestConfig
 from metaworld.layout import Layout
 from metaworld.metrics import Metrics
@@ -70,6 +72,8 @@ class ServerConfig:
     static_dir: Path | None = None
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
     reliable_queue_limit: int = RELIABLE_QUEUE_LIMIT
+    consent: ConsentService | None = None  # None: record and consent requests are refused
+    consent_timeout_s: float = CALL_TIMEOUT_S
 
 
 class SessionState(enum.Enum):
@@ -150,6 +154,11 @@ class WorldServer:
         self.config = config
         self.world = World(config.layout, label_secret)
         self.replicator = Replicator(self.world, config.interest)
+        self.desk = (
+            ClinicalDesk(config.consent, self, config.consent_timeout_s)
+            if config.consent is not None
+            else None
+        )
         self.metrics = Metrics()
         self.sessions: dict[str, Session] = {}
         self.by_avatar: dict[int, Session] = {}
@@ -172,6 +181,8 @@ class WorldServer:
         await trio.to_thread.run_sync(self._load_room_state)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._store_writer)
+            if self.desk is not None:
+                await nursery.start(self.desk.run)
             listener = await nursery.start(
                 lambda task_status: trio_websocket.serve_websocket(
                     self._handle,
@@ -514,11 +525,39 @@ class WorldServer:
                     self._admit(session, patient)
                 case protocol.Chat(text=text):
                     self._chat(session, text, now)
+                case (
+                    protocol.RecordRequest()
+                    | protocol.ConsentGrant()
+                    | protocol.ConsentRevoke()
+                    | protocol.ConsentQuery()
+                    | protocol.BreakGlass()
+                ):
+                    self._clinical(session, message)
                 case _:
                     raise WorldError("bad_target")
         except WorldError as exc:
             self.metrics.rejected.labels(exc.code).inc()
             session.send(protocol.Error(exc.code, protocol.ERROR_CODES[exc.code]))
+
+    def _clinical(self, session: Session, message: protocol.ClientMessage) -> None:
+        desk = self.desk
+        if desk is None:
+            if isinstance(message, protocol.RecordRequest):
+                session.send(protocol.RecordDenied(message.request, "unavailable", "no records"))
+            else:
+                session.send(protocol.Error("busy", "this server keeps no records"))
+            return
+        match message:
+            case protocol.RecordRequest():
+                desk.request_record(session, message)
+            case protocol.ConsentGrant():
+                desk.grant(session, message)
+            case protocol.ConsentRevoke():
+                desk.revoke(session, message)
+            case protocol.ConsentQuery():
+                desk.query(session, message)
+            case protocol.BreakGlass():
+                desk.break_glass(session, message)
 
     def _send_placement(self, session: Session, placed: Placement) -> None:
         cls = protocol.Placed if placed.accepted else protocol.Correction

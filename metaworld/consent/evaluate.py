@@ -55,6 +55,7 @@ Reason = Literal[
     "scope",  # the token's scopes do not open the category
     "role",  # the role may not see this category, for this purpose, or this patient
     "supervision",  # a trainee without a supervising clinician
+    "setting",  # not together with the patient in a clinical room, as the world sees it
 ]
 MAX_CATEGORIES: Final = len(CATEGORIES)
 _PERMIT_REASONS: Final[tuple[Reason, ...]] = ("break-glass", "own-record", "consent")
@@ -66,7 +67,9 @@ class AccessRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     `launch_patient` is the patient of the token's SMART launch context (for a patient,
     themself). `supervisor` is the token subject of a clinician supervising a trainee in
-    the same room, as the world server sees it.
+    the same room, as the world server sees it. `co_located` is the world server's word
+    that the requester stands with the patient in a consultation or therapy room; when it
+    is false the request is still decided (and audited) but denied for staff.
     """
 
     actor: str
@@ -79,6 +82,7 @@ class AccessRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     launch_patient: str | None = None
     supervisor: str | None = None
     room: str | None = None
+    co_located: bool = True
 
 
 class CategoryDecision(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -255,6 +259,8 @@ def _decide_category(
         return _deny(category, "scope"), []
     if policy.own_record_only:
         return CategoryDecision(category, "permit", "own-record"), []
+    if not request.co_located:
+        return _deny(category, "setting"), []
     if policy.needs_supervisor and not request.supervisor:
         return _deny(category, "supervision"), []
     if grant is not None and policy.may_break_glass:

@@ -82,6 +82,11 @@ class Client:
         self.chat_log: list[protocol.ChatMessage] = []
         self.errors: list[protocol.Error] = []
         self.placements: list[protocol.Placed | protocol.Correction] = []
+        # Record views this client holds, by patient avatar; a purge removes them.
+        self.records: dict[int, protocol.RecordShown] = {}
+        self.replies: dict[int, protocol.ServerMessage] = {}  # by request number
+        self.purges: list[protocol.RecordPurge] = []
+        self._request = 0
         self.connects = 0
         self.last_tick = 0
         self.clock_offset = 0.0  # server time minus local time, seconds
@@ -173,6 +178,52 @@ class Client:
         self._pings[nonce] = trio.current_time()
         await self._send(protocol.Ping(nonce, trio.current_time()))
 
+    # ------------------------------------------------------------ records and consent
+
+    def _next_request(self) -> int:
+        self._request += 1
+        return self._request
+
+    async def request_record(
+        self, patient: int, categories: list[str], purpose: str = "TREAT", room: str | None = None
+    ) -> int:
+        """Ask for part of a patient's record; the reply lands in `replies[number]`."""
+        number = self._next_request()
+        await self._send(protocol.RecordRequest(number, patient, categories, purpose, room))  # type: ignore[arg-type]
+        return number
+
+    async def grant_consent(
+        self,
+        categories: list[str],
+        grantee: int | None = None,
+        purpose: str = "TREAT",
+        duration_s: int = 3600,
+    ) -> int:
+        number = self._next_request()
+        message = protocol.ConsentGrant(number, categories, grantee, purpose, duration_s)  # type: ignore[arg-type]
+        await self._send(message)
+        return number
+
+    async def revoke_consent(self, consent: str) -> int:
+        number = self._next_request()
+        await self._send(protocol.ConsentRevoke(number, consent))
+        return number
+
+    async def query_consent(self) -> int:
+        number = self._next_request()
+        await self._send(protocol.ConsentQuery(number))
+        return number
+
+    async def break_glass(self, patient: int, reason: str, duration_s: int = 900) -> int:
+        number = self._next_request()
+        await self._send(protocol.BreakGlass(number, patient, reason, duration_s))
+        return number
+
+    async def reply(self, number: int, timeout: float = 5.0) -> protocol.ServerMessage:
+        """Wait for the reply to request `number`."""
+        await self.wait_for(lambda c: number in c.replies, timeout)
+        return self.replies[number]
+
     async def leave(self) -> None:
         self.reconnect = False
         await self._send(protocol.Leave())
@@ -224,6 +275,15 @@ class Client:
                 self.chat_log.append(message)
             case protocol.Error():
                 self.errors.append(message)
+            case protocol.RecordShown():
+                self.records[message.patient] = message
+                if message.request:
+                    self.replies[message.request] = message
+            case protocol.RecordPurge():
+                self.records.pop(message.patient, None)
+                self.purges.append(message)
+            case protocol.RecordDenied() | protocol.ConsentResult() | protocol.ConsentState():
+                self.replies[message.request] = message
             case protocol.Pong():
                 sent = self._pings.pop(message.nonce, None)
                 if sent is not None:
