@@ -55,6 +55,7 @@ def load_or_create_secret(data_dir: Path, name: str = LABEL_SECRET_FILE) -> byte
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from metaworld.consent import InProcessConsentService
     from metaworld.server import ServerConfig, WorldServer
     from metaworld.store import make_engine
 
@@ -105,6 +106,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     break
 
     trio.run(main)
+    if isinstance(config.consent, InProcessConsentService):
+        config.consent.checkpoint()
     engine.dispose()
     return 0
 

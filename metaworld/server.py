@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import trio
 import trio_websocket
 from sqlalchemy import Engine, select, update
@@ -35,7 +36,7 @@ from metaworld import protocol
 from metaworld.auth import Identity, TokenError, Verifier
 from metaworld.clinical import CALL_TIMEOUT_S, ClinicalDesk
 from metaworld.consent import ConsentService
-from metaworld.interest import InterestConfig
+from metaworld.interest import InterestConfig, Visible, changes, compute_visible
 from metaworld.layout import Layout
 from metaworld.metrics import Metrics
 from metaworld.protocol import CloseCode
@@ -179,6 +180,8 @@ class WorldServer:
         from metaworld.http import serve_http  # the HTTP side is optional for tests
 
         await trio.to_thread.run_sync(self._load_room_state)
+        # Compile (or load from cache) the interest kernel now, not inside the first tick.
+        await trio.to_thread.run_sync(warm_up)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._store_writer)
             if self.desk is not None:
@@ -644,6 +647,13 @@ class WorldServer:
 
     def status(self) -> dict[str, Any]:
         return {"sessions": len(self.sessions), "avatars": len(self.world.avatars)}
+
+
+def warm_up() -> None:
+    """Run the compiled interest kernel once, so compiling happens at start-up."""
+    ids = np.arange(3, dtype=np.int64)
+    first = compute_visible(ids, np.zeros((3, 2)), Visible.empty(), InterestConfig())
+    changes(first, compute_visible(ids, np.ones((3, 2)), first, InterestConfig()))
 
 
 def _first(group: BaseExceptionGroup[Any]) -> BaseException:

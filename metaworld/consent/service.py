@@ -196,6 +196,10 @@ class InProcessConsentService:
         self._clock = clock
         self._salt = salt if salt is not None else load_or_create_salt(engine)
 
+    def checkpoint(self) -> str:
+        """Sign a checkpoint of the ledger as it stands (at shutdown, or on a timer)."""
+        return self._ledger.checkpoint()
+
     def opaque(self, patient_id: str) -> str:
         """The opaque id under which the ledger knows this patient."""
         return opaque_patient_id(self._salt, patient_id)
