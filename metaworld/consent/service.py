@@ -220,10 +220,13 @@ class InProcessConsentService:
 
     def _decide(self, request: AccessRequest) -> Evaluation:
         now = self._clock()
-        self._close_expired(now)
+        # One short read session per decision: overrides to close, consents, grants.
         with Session(self._engine) as session:
+            expired = _expired_grants(session, now)
             consents = _current_consents(session, request.patient)
             grants = _live_grants(session, request.actor, request.patient, now)
+        if expired:
+            self._log_ends(expired, now)
         evaluation = evaluate(consents, request, now, grants=grants)
         # The ledger entry is written before anything is read: no view without an audit.
         self._ledger.append_many(self._access_entries(request, evaluation, now))
@@ -425,11 +428,11 @@ class InProcessConsentService:
 
     def _close_expired(self, now: int) -> None:
         """Write the end entry of every override whose time is up and not yet logged."""
-        query = select(BreakGlassRow).where(
-            BreakGlassRow.end_logged.is_(False), BreakGlassRow.end_ms <= now
-        )
         with Session(self._engine) as session:
-            expired = [(_grant_of(row), row.reason_hash) for row in session.scalars(query)]
+            expired = _expired_grants(session, now)
+        self._log_ends(expired, now)
+
+    def _log_ends(self, expired: list[tuple[BreakGlassGrant, str]], now: int) -> None:
         for grant, digest in expired:
             # Claim first, so two threads sweeping together write one end entry.
             if not self._set_end_logged(grant.id, True):
@@ -504,6 +507,14 @@ def _current_consents(
         StoredConsent(msgspec.json.decode(row.body, type=Consent), row.version)
         for row in session.scalars(query.order_by(ConsentRow.id))
     ]
+
+
+def _expired_grants(session: Session, now: int) -> list[tuple[BreakGlassGrant, str]]:
+    """Overrides whose time is up and whose end is not in the ledger yet."""
+    query = select(BreakGlassRow).where(
+        BreakGlassRow.end_logged.is_(False), BreakGlassRow.end_ms <= now
+    )
+    return [(_grant_of(row), row.reason_hash) for row in session.scalars(query)]
 
 
 def _live_grants(session: Session, actor: str, patient: str, now: int) -> list[BreakGlassGrant]:
