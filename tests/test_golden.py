@@ -128,3 +128,15 @@ def test_the_records_example():
         quant.decode_bodies(records["body"]), expected["records"], strict=True
     ):
         assert_pose_close(decoded, item["pose"])
+
+
+def test_the_protocol_document_names_every_message_close_code_and_error():
+    doc = (GOLDEN.parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    for union in (protocol.ClientMessage, protocol.ServerMessage):
+        for cls in union.__args__:
+            assert f"`{cls.__struct_config__.tag}`" in doc, cls.__name__
+    for code in protocol.CloseCode:
+        assert f"| {code.value} | {code.name} |" in doc, code.name
+    for error in protocol.ERROR_CODES:
+        assert f"| `{error}` |" in doc, error
+    assert protocol.SUBPROTOCOL in doc and f"{protocol.MAX_MESSAGE_BYTES:,}" in doc
