@@ -167,7 +167,7 @@ def sign_in(page: Any, role: str = "clinician", name: str = "", token: str = "")
 
 def wait_connected(page: Any, timeout_s: float = 15) -> dict[str, Any]:
     page.wait_for_function(
-        "() => window.__metaworld.connected && window.__metaworld.self !== null",
+        "() => window.__metaworld.connected && window.__metaworld.self.placed",
         timeout=timeout_s * 1000,
     )
     return dict(page.evaluate("() => ({id: __metaworld.avatarId, room: __metaworld.room})"))

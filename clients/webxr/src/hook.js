@@ -76,7 +76,9 @@ export function installHook(getApp) {
     },
     get self() {
       const a = app();
-      return a ? { x: a.self.x, z: a.self.z, yaw: a.self.yaw, pose: Array.from(a.self.pose) } : null;
+      if (!a) return null;
+      const { x, z, yaw, placed } = a.self;
+      return { x, z, yaw, placed, pose: Array.from(a.self.pose) };
     },
     get avatars() {
       const out = {};
