@@ -217,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the protocol's JSON Schema")
     schema.set_defaults(func=cmd_schema)
 
+    from metaworld_headset.cli import add_headset_parser
+
+    add_headset_parser(sub)
+
     records = sub.add_parser("records", help="health records").add_subparsers(
         dest="records_command", required=True
     )

@@ -377,6 +377,8 @@ class WorldServer:
             raise _Close(CloseCode.REPLACED, "session continued on another connection")
         if session.too_slow:
             raise _Close(CloseCode.TOO_SLOW, "client fell too far behind")
+        # Cancelled for no reason of the client's: it may resume its session.
+        raise _Close(CloseCode.GOING_AWAY, "connection dropped by the server; resume")
 
     async def _reader(self, ws: trio_websocket.WebSocketConnection, session: Session) -> None:
         allowance, last = float(MESSAGE_BURST), trio.current_time()

@@ -215,11 +215,6 @@ async def test_a_connection_dropped_by_the_server_resumes_the_same_avatar(
     await dropped_connection_resumes(world_server, ws_url, make_token, cut_tcp)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the server closes a cancelled connection with 1000 (NORMAL), which the SDK "
-    "takes as final, while the server holds the session for a resume",
-)
 async def test_a_connection_cancelled_by_the_server_resumes_the_same_avatar(
     world_server, ws_url, make_token
 ):
