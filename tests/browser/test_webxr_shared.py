@@ -85,3 +85,49 @@ def test_two_pages_and_a_bot_see_each_other_and_chat(
     screenshot_checked(alice, "shared-alice")
     screenshot_checked(bob, "shared-bob")
     assert alice.errors == [] and bob.errors == []
+
+
+def test_teleport_doors_and_the_room_menu_move_a_desktop_page(
+    mw_server: ServerProcess, new_page, bots: BotPool
+) -> None:
+    page = new_page(mw_server.http_url)
+    sign_in(page, "clinician", "Dr Walker")
+    wait_connected(page)
+
+    # Clicking the floor in front of us teleports there (the view looks slightly down).
+    before = hook(page, "m.self")
+    epoch = hook(page, "m.epoch")
+    box = page.locator("#scene").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.9)
+    page.wait_for_function(f"() => __metaworld.epoch > {epoch}")
+    after = hook(page, "m.self")
+    assert after["z"] < before["z"] - 0.5, (before, after)  # moved forward (towards -z)
+
+    # A door button: too far away, so the client teleports next to it, then goes through.
+    page.click("#doors button:has-text('Waiting room')")
+    page.wait_for_function("() => __metaworld.room === 'waiting'")
+    assert "Waiting room" in page.locator("#room-name").inner_text()
+    assert "Waiting room" in page.locator("#status").inner_text()
+
+    # A bot in the waiting room comes into view; the lobby's people are gone from it.
+    bot = bots.connect(mw_server.ws_url, mw_server.dev_token("therapist", "Waiting Bot"))
+    bots.run(bot.join_room, "waiting")
+    bot_id = bots.read(lambda: bot.avatar_id)
+    page.wait_for_function(f"() => __metaworld.avatars[{bot_id}] !== undefined")
+
+    # The room menu: a patient-free staff room this clinician may enter.
+    page.select_option("#jump-room", "staff")
+    page.click("#jump-form button[type=submit]")
+    page.wait_for_function("() => __metaworld.room === 'staff'")
+    page.wait_for_function(f"() => __metaworld.avatars[{bot_id}] === undefined")
+
+    # A room the role may not enter answers with a readable error.
+    bots.run(bot.join_room, "staff")
+    patient = new_page(mw_server.http_url)
+    sign_in(patient, "patient")
+    wait_connected(patient)
+    patient.select_option("#jump-room", "staff")
+    patient.click("#jump-form button[type=submit]")
+    patient.wait_for_function("() => __metaworld.lastError?.code === 'not_allowed'")
+    assert "may not enter" in patient.locator("#hint").inner_text()
+    assert page.errors == [] and patient.errors == []

@@ -26,6 +26,8 @@ import { View } from "./view.js";
 const STALE_FRAME_MS = 250; // drain the inbox from a timer when frames stop this long
 const HINT_MS = 4000; // how long a transient message stays on screen
 const CHAT_LOG_LIMIT = 500;
+const TELEPORT_HOP_M = 11; // under the server's 12 m teleport range
+const MAX_DOOR_HOPS = 6;
 
 export class App {
   /**
@@ -59,7 +61,9 @@ export class App {
     });
     this.connection.addEventListener("state", () => this._showStatus());
     this.connection.addEventListener("ping", () => this._showStatus());
-    this.connection.addEventListener("protocol-error", (e) => this._error("protocol", e.detail.message));
+    this.connection.addEventListener("protocol-error", (e) =>
+      this._error("protocol", e.detail.message),
+    );
     this.connection.addEventListener("state", (e) => {
       if (e.detail.state === "stopped") this.onStopped?.(e.detail);
     });
@@ -189,9 +193,10 @@ export class App {
         this._place(msg.room, msg.epoch, msg.body);
         if (msg.type === "correction") this._say(`The server moved you back (${msg.reason}).`);
         if (this.pendingDoor && msg.reason === "teleport") {
-          this.send(proto.useDoor(this.pendingDoor));
+          this.goThroughDoor(this.pendingDoor.id, this.pendingDoor.hops);
+        } else {
+          this.pendingDoor = null;
         }
-        this.pendingDoor = null;
         return;
       case "chat_message":
         return this._chatMessage(msg);
@@ -305,11 +310,15 @@ export class App {
         break;
       }
       case "connecting":
-        this.status.show("connecting", c.attempt ? `Reconnecting (attempt ${c.attempt})…` : "Connecting…");
+        this.status.show(
+          "connecting",
+          c.attempt ? `Reconnecting (attempt ${c.attempt})…` : "Connecting…",
+        );
         break;
       case "waiting": {
         const wait = Math.max(1, Math.round(c.retryInSeconds ?? 1));
-        this.status.show("waiting", `${c.lastClose?.text ?? "Disconnected."} Retrying in ${wait} s.`);
+        const why = c.lastClose?.text ?? "Disconnected.";
+        this.status.show("waiting", `${why} Retrying in ${wait} s.`);
         break;
       }
       case "stopped":
@@ -336,19 +345,31 @@ export class App {
     else this.send(proto.moveTo(hit.point.x, hit.point.z));
   }
 
-  /** Go through a door: at once when near it, else teleport next to it first. */
-  goThroughDoor(doorId) {
+  /**
+   * Go through a door: at once when near it, else teleport next to it first (in hops
+   * of at most TELEPORT_HOP_M, the server's teleport range) and then go through.
+   */
+  goThroughDoor(doorId, hops = 0) {
+    this.pendingDoor = null;
     const end = this.clinic?.doorsOf(this.self.room).find((d) => d.door.id === doorId);
     if (!end) return;
     const [dx, dz] = end.at;
     const radius = end.door.radius ?? 1.5;
-    if (Math.hypot(this.self.x - dx, this.self.z - dz) < radius * 0.9) {
+    const distance = Math.hypot(this.self.x - dx, this.self.z - dz);
+    if (distance < radius * 0.9) {
       this.send(proto.useDoor(doorId));
       return;
     }
+    if (hops >= MAX_DOOR_HOPS) return;
     const room = this.clinic.room(this.self.room);
-    const [tx, tz] = standingSpotNear(room, dx, dz, radius * 0.6);
-    this.pendingDoor = doorId;
+    let [tx, tz] = standingSpotNear(room, dx, dz, radius * 0.6);
+    const hop = Math.hypot(tx - this.self.x, tz - this.self.z);
+    if (hop > TELEPORT_HOP_M) {
+      const f = TELEPORT_HOP_M / hop;
+      [tx, tz] = [this.self.x + (tx - this.self.x) * f, this.self.z + (tz - this.self.z) * f];
+      if (!standable(room, tx, tz)) [tx, tz] = standingSpotNear(room, tx, tz, 3);
+    }
+    this.pendingDoor = { id: doorId, hops: hops + 1 };
     this.send(proto.moveTo(tx, tz));
   }
 

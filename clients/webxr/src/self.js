@@ -86,9 +86,9 @@ export function standable(room, x, z, margin = WALL_MARGIN_M) {
   if (x < min[0] + margin || x > max[0] - margin) return false;
   if (z < min[2] + margin || z > max[2] - margin) return false;
   for (const ob of room.obstacles ?? []) {
-    if (x >= ob.min[0] - 0.1 && x <= ob.max[0] + 0.1 && z >= ob.min[2] - 0.1 && z <= ob.max[2] + 0.1) {
-      return false;
-    }
+    const pad = 0.1; // metres of clearance around furniture
+    const insideX = x >= ob.min[0] - pad && x <= ob.max[0] + pad;
+    if (insideX && z >= ob.min[2] - pad && z <= ob.max[2] + pad) return false;
   }
   return true;
 }

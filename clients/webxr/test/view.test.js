@@ -73,7 +73,8 @@ test("the view enters, moves, fades and forgets avatars", () => {
   assert.ok(Math.abs(avatar.pose[0] - (10 + 1.5)) < 0.002, `x ${avatar.pose[0]}`);
   assert.equal(avatar.opacity, 0.5);
 
-  view.applyDelta({ tick: 4, server_time: 50.1, entered: [], left: [2], poses: new Uint8Array(0) }, 1.1);
+  const gone = { tick: 4, server_time: 50.1, entered: [], left: [2], poses: new Uint8Array(0) };
+  view.applyDelta(gone, 1.1);
   view.update(1.15, 0.1);
   assert.equal(view.avatars.get(2).opacity, 0.25);
   view.update(1.3, 0.2);
@@ -85,6 +86,7 @@ test("a snapshot of another room replaces the view at once", () => {
   const info = (id) => ({ id, role: "trainee", label: `T${id}` });
   const poses = encodeRecords([[5, standing(1, 1)]]);
   view.applySnapshot({ room: "a", tick: 1, avatars: [info(5)], poses }, [0, 0, 0], 0);
-  view.applySnapshot({ room: "b", tick: 2, avatars: [info(6)], poses: new Uint8Array(0) }, [20, 0, 0], 0);
+  const other = { room: "b", tick: 2, avatars: [info(6)], poses: new Uint8Array(0) };
+  view.applySnapshot(other, [20, 0, 0], 0);
   assert.deepEqual([...view.avatars.keys()], [6]);
 });
