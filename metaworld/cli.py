@@ -113,7 +113,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _consent_service(args: argparse.Namespace, engine: Any, data_dir: Path) -> Any:
-    """The embedded consent service on the same database (the default)."""
+    """The consent service: embedded on the same database by default, or the separate
+    process at --consent-url, reached with a service token from the data directory."""
+    if args.consent_url:
+        from metaworld.consent.remote import RemoteConsentService, ServiceTokenSource
+
+        return RemoteConsentService(args.consent_url, ServiceTokenSource.from_data_dir(data_dir))
     from metaworld.consent import InProcessConsentService
     from metaworld.ledger import Ledger
     from metaworld.ledger.checkpoint import load_or_create_ledger_key
@@ -164,7 +169,9 @@ def cmd_consent_demo(args: argparse.Namespace) -> int:
         print(f"metaworld: no FHIR bundles in {shared}", file=sys.stderr)
         return 2
     logging.getLogger("metaworld").setLevel(logging.WARNING)
-    result = trio.run(run_demo, _db_url(args.db, data_dir), data_dir, bundles)
+    result = trio.run(
+        run_demo, _db_url(args.db, data_dir), data_dir, bundles, print, args.consent_url
+    )
     good = (
         result.outcomes.get("consented clinician") == "RecordShown"
         and all(
@@ -202,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--jwks", type=Path, help="JWKS file of the token issuer")
     serve.add_argument("--jwt-issuer", default="metaworld", help="expected iss claim")
     serve.add_argument("--jwt-audience", default="metaworld", help="expected aud claim")
+    serve.add_argument(
+        "--consent-url", help="use the consent service at this URL (`metaworld consent serve`)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="print a dev token the local server accepts")
@@ -232,12 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     consent = sub.add_parser("consent", help="the consent service").add_subparsers(
         dest="consent_command", required=True
     )
+    from metaworld.consent.serve import add_consent_serve_parser
+
+    add_consent_serve_parser(consent)
     demo = consent.add_parser("demo", help="play the consultation story step by step")
     demo.add_argument(
         "--patients",
         default=str(REPO_ROOT.parent / "shared" / "data" / "synthea-r4"),
         help="folder of FHIR bundles to import (default: the shared Synthea patients)",
     )
+    demo.add_argument("--consent-url", help="use a running `metaworld consent serve`")
     _store_options(demo)
     demo.set_defaults(func=cmd_consent_demo)
 

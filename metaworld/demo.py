@@ -20,7 +20,8 @@ import trio
 import metaworld_sdk
 from metaworld import protocol
 from metaworld.auth import dev_verifier, mint_dev_token
-from metaworld.consent import InProcessConsentService
+from metaworld.consent import ConsentService, InProcessConsentService
+from metaworld.consent.remote import RemoteConsentService, ServiceTokenSource
 from metaworld.layout import load_layout
 from metaworld.ledger import Ledger, verify_store
 from metaworld.ledger.checkpoint import load_or_create_ledger_key
@@ -52,8 +53,14 @@ def patient_id_of(bundle: Path) -> str:
 
 
 async def run_demo(
-    db_url: str, data_dir: Path, bundles: list[Path], say: Callable[[str], None] = print
+    db_url: str,
+    data_dir: Path,
+    bundles: list[Path],
+    say: Callable[[str], None] = print,
+    consent_url: str | None = None,
 ) -> DemoResult:
+    """Play the story. With `consent_url`, the world server uses the consent service
+    running as its own process there (on the same database and data directory)."""
     result = DemoResult()
     engine = make_engine(db_url)
     report = import_bundles(engine, bundles)
@@ -62,6 +69,12 @@ async def run_demo(
     record_id = patient_id_of(patient_file)
     ledger = Ledger(engine, load_or_create_ledger_key(data_dir))
     ledger_size = ledger.size()
+    service: ConsentService
+    if consent_url is None:
+        service = InProcessConsentService(engine, ledger)
+    else:
+        service = RemoteConsentService(consent_url, ServiceTokenSource.from_data_dir(data_dir))
+        say(f"    (the consent service runs as its own process at {consent_url})")
     config = ServerConfig(
         layout=load_layout(),
         verifier=dev_verifier(data_dir),
@@ -69,7 +82,7 @@ async def run_demo(
         data_dir=data_dir,
         ws_port=0,
         http_port=-1,
-        consent=InProcessConsentService(engine, ledger),
+        consent=service,
     )
 
     def token(sub: str, role: Any, name: str, patient: str | None = None) -> str:
@@ -93,7 +106,11 @@ async def run_demo(
             await _story(ada, ben, pat, oli, cy, result, say)
         nursery.cancel_scope.cancel()
 
-    ledger.checkpoint()
+    if isinstance(service, InProcessConsentService):
+        service.checkpoint()
+    else:
+        service.close()
+        ledger = Ledger(engine, load_or_create_ledger_key(data_dir))  # what the service wrote
     entries = ledger.entries(limit=10_000, kind="access")
     result.access_entries = len([e for e in entries if e.index >= ledger_size])
     check = verify_store(engine, ledger.public_key)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy
 import trio
@@ -69,6 +71,58 @@ async def test_the_consultation_story(story_db, data_dir):
     assert result.access_entries == 5  # every attempt, permit or deny, is in the ledger
     assert result.ledger_ok
     assert "record views held by anyone else: 0" in "\n".join(lines)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+async def test_the_story_with_the_consent_service_in_its_own_process(data_dir, tmp_path):
+    db = f"sqlite:///{data_dir / 'metaworld.db'}"
+    make_engine(db).dispose()  # tables exist before two processes open the file
+    port = free_port()
+    log = (tmp_path / "consent.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "metaworld.cli",
+            "consent",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            db,
+            "--data-dir",
+            str(data_dir),
+        ],
+        stderr=log,
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+            with trio.fail_after(30):
+                while True:
+                    try:
+                        if (await http.get(f"http://127.0.0.1:{port}/healthz")).is_success:
+                            break
+                    except httpx.TransportError:
+                        await trio.sleep(0.2)
+        result = await run_demo(
+            db, data_dir, bundles(), lambda _: None, consent_url=f"http://127.0.0.1:{port}"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+    assert result.outcomes["consented clinician"] == "RecordShown"
+    assert [v for k, v in result.outcomes.items() if k != "consented clinician"] == [
+        "RecordDenied"
+    ] * 4
+    assert result.purged_after_ticks is not None and result.purged_after_ticks <= 1
+    assert result.access_entries == 5 and result.ledger_ok
 
 
 def verify(data_dir: Path, db: str) -> subprocess.CompletedProcess[str]:
