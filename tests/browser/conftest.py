@@ -72,6 +72,8 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
         page = context.new_page()
         page.errors = PageErrors()
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page.requested = []  # every URL the page fetched, to check nothing leaves the host
+        page.on("request", lambda request: page.requested.append(request.url))
         page.goto(url)
         return page
 

@@ -122,3 +122,14 @@ def test_the_2d_interface_has_no_serious_accessibility_problems(mw_server: Serve
         page.keyboard.press("Tab")
         reached.add(page.evaluate(FOCUSED))
     assert {"chat-input", "jump-room", "turn-mode", "reduced-motion"} <= reached
+
+
+def test_reduced_motion_follows_the_system_setting(mw_server: ServerProcess, new_page):
+    calm = new_page(mw_server.http_url, reduced_motion="reduce")
+    sign_in(calm, "patient")
+    wait_connected(calm)
+    assert calm.locator("#reduced-motion").is_checked()
+    busy = new_page(mw_server.http_url, reduced_motion="no-preference")
+    sign_in(busy, "patient")
+    wait_connected(busy)
+    assert not busy.locator("#reduced-motion").is_checked()

@@ -85,6 +85,9 @@ def test_two_pages_and_a_bot_see_each_other_and_chat(
     screenshot_checked(alice, "shared-alice")
     screenshot_checked(bob, "shared-bob")
     assert alice.errors == [] and bob.errors == []
+    # Everything the app loaded came from the server that served it (no CDN, no fonts).
+    foreign = [u for u in alice.requested if not u.startswith((mw_server.http_url, "data:"))]
+    assert foreign == []
 
 
 def test_teleport_doors_and_the_room_menu_move_a_desktop_page(

@@ -144,6 +144,15 @@ export class App {
     this.view.fadeSeconds = settings.reduced ? 0 : 0.4;
   }
 
+  /** Start a new session (a new sign-in: never resume the previous one). */
+  signIn() {
+    this.connection.stop();
+    this.connection.session = null;
+    this.connection.attempt = 0;
+    this.connection.start();
+  }
+
+  /** Connect again, resuming the current session when the server still holds it. */
   start() {
     this.connection.start();
   }

@@ -75,36 +75,45 @@ function tokenSource(config, form) {
   };
 }
 
+// One App (and so one WebGL renderer on the one canvas) for the page's lifetime; each
+// sign-in gives it a new token source and a fresh session.
+let source = null;
+let welcomed = false;
+let refreshed = false;
+
+function onStopped(info) {
+  const rejected = info.code === 4001;
+  if (rejected && welcomed && source.canRefresh && !refreshed) {
+    refreshed = true;
+    source.forget();
+    app.start();
+    return;
+  }
+  if (rejected || info.code === 1000 || info.code === 4010) {
+    showSignIn(info.text ?? describeClose(info.code).text);
+  }
+}
+
 function start(config, form) {
-  const source = tokenSource(config, form);
-  let welcomed = false;
-  let refreshed = false;
-  app?.stop({ leave: false });
-  app = new App({
-    wsUrl: wsUrl(config),
-    tickHz: config.tick_hz,
-    token: () => source.get(),
-    onStopped: (info) => {
-      const rejected = info.code === 4001;
-      if (rejected && welcomed && source.canRefresh && !refreshed) {
-        refreshed = true;
-        source.forget();
-        app.start();
-        return;
+  source = tokenSource(config, form);
+  welcomed = false;
+  refreshed = false;
+  if (!app) {
+    app = new App({
+      wsUrl: wsUrl(config),
+      tickHz: config.tick_hz,
+      token: () => source.get(),
+      onStopped,
+    });
+    app.connection.addEventListener("state", (e) => {
+      if (e.detail.state === "open") {
+        welcomed = true;
+        refreshed = false;
+        showWorld();
       }
-      if (rejected || info.code === 1000 || info.code === 4010) {
-        showSignIn(info.text ?? describeClose(info.code).text);
-      }
-    },
-  });
-  app.connection.addEventListener("state", (e) => {
-    if (e.detail.state === "open") {
-      welcomed = true;
-      refreshed = false;
-      showWorld();
-    }
-  });
-  app.start();
+    });
+  }
+  app.signIn();
 }
 
 async function main() {
