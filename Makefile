@@ -29,6 +29,7 @@ run: $(STAMP) client
 	$(BIN)/metaworld serve
 
 test: $(STAMP) client
+	@if [ -d $(WEBXR)/node_modules ]; then cd $(WEBXR) && npm test --silent; fi
 	$(BIN)/pytest
 
 check: $(STAMP)
