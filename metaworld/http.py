@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("metaworld.http")
 _NAME = re.compile(r"^[\w .'-]{1,40}$")
+_RECORD_ID = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
+# Development tokens get the SMART scopes a person in that role would normally hold.
+_DEV_SCOPES = {"patient": ("patient/*.rs",), "researcher": ()}
+_STAFF_SCOPES = ("user/*.rs",)
 
 _NO_CLIENT = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>metaworld</title></head><body><main><h1>metaworld server</h1>
@@ -68,8 +73,19 @@ def build_app(server: WorldServer) -> Starlette:
             return PlainTextResponse(f"role must be one of {', '.join(ROLES)}", status_code=400)
         if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
             return PlainTextResponse("name: 1-40 letters, digits, spaces", status_code=400)
-        subject = f"web-{role}-{trio.current_time():.0f}-{id(request) & 0xFFFF:x}"
-        token = mint_dev_token(server.config.data_dir, subject, role, name=name, ttl_s=8 * 3600)
+        patient = body.get("patient") or None if role == "patient" else None
+        if patient is not None and (not isinstance(patient, str) or not _RECORD_ID.match(patient)):
+            return PlainTextResponse("patient: a FHIR Patient id", status_code=400)
+        subject = f"web-{role}-{secrets.token_hex(6)}"
+        token = mint_dev_token(
+            server.config.data_dir,
+            subject,
+            role,
+            name=name,
+            ttl_s=8 * 3600,
+            scopes=_DEV_SCOPES.get(role, _STAFF_SCOPES),
+            patient=patient,
+        )
         return JSONResponse({"token": token})
 
     async def no_client(_: Request) -> Response:

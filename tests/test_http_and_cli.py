@@ -36,6 +36,12 @@ async def test_health_metrics_config_and_dev_tokens(start_server, make_token):
         reply = await http.post("/api/dev-token", json={"role": "therapist", "name": "Sam"})
         identity = dev_verifier(server.config.data_dir).verify(reply.json()["token"])
         assert identity.role == "therapist" and identity.name == "Sam"
+        assert identity.scopes == ("user/*.rs",)
+        reply = await http.post("/api/dev-token", json={"role": "patient", "patient": "abc-1"})
+        identity = dev_verifier(server.config.data_dir).verify(reply.json()["token"])
+        assert (identity.patient, identity.scopes) == ("abc-1", ("patient/*.rs",))
+        bad_patient = {"role": "patient", "patient": "../etc"}
+        assert (await http.post("/api/dev-token", json=bad_patient)).status_code == 400
         for bad in ({"role": "king"}, {"role": "patient", "name": "<script>"}, [1, 2]):
             assert (await http.post("/api/dev-token", json=bad)).status_code == 400
         assert (await http.post("/api/dev-token", content=b"{nope")).status_code == 400
