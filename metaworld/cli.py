@@ -87,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         dev_tokens=dev,
         static_dir=STATIC_DIR,
         interest=InterestConfig(radius=args.view_radius, cap=args.view_cap),
+        ws_engine=args.ws_engine,
     )
     server = WorldServer(config, label_secret=load_or_create_secret(data_dir))
     log.info(
@@ -210,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--jwt-issuer", default="metaworld", help="expected iss claim")
     serve.add_argument("--jwt-audience", default="metaworld", help="expected aud claim")
     serve.add_argument(
+        "--ws-engine",
+        choices=["lean", "trio-websocket"],
+        default="lean",
+        help="WebSocket implementation (default: lean)",
+    )
+    serve.add_argument(
         "--consent-url", help="use the consent service at this URL (`metaworld consent serve`)"
     )
     serve.set_defaults(func=cmd_serve)
@@ -227,9 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the protocol's JSON Schema")
     schema.set_defaults(func=cmd_schema)
 
+    from load_tests.cli import add_bots_parser
     from metaworld_headset.cli import add_headset_parser
 
     add_headset_parser(sub)
+    add_bots_parser(sub)
 
     records = sub.add_parser("records", help="health records").add_subparsers(
         dest="records_command", required=True
