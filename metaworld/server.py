@@ -476,9 +476,14 @@ class WorldServer:
     def tick(self, now: float) -> None:
         """One step of the world: requests, poses, replication, outboxes."""
         self._expire_detached(now)
+        poses: list[tuple[int, int, bytes]] = []
         for session in list(self.sessions.values()):
             if session.state == SessionState.ACTIVE:
                 self._apply_requests(session, now)
+                if session.pose is not None:
+                    poses.append((session.avatar_id, *session.pose))
+                    session.pose = None
+        self._apply_poses(poses, now)
         for session in self.sessions.values():
             outbox = session.outbox
             if outbox is not None and outbox.state is not None:
@@ -503,18 +508,16 @@ class WorldServer:
     def _apply_requests(self, session: Session, now: float) -> None:
         while session.inbox and session.state == SessionState.ACTIVE:
             self._apply(session, session.inbox.popleft(), now)
-        if session.pose is not None:
-            epoch, body = session.pose
-            session.pose = None
-            try:
-                correction = self.world.apply_pose(session.avatar_id, epoch, body, now)
-            except WorldError as exc:
-                self.metrics.rejected.labels(exc.code).inc()
-                session.send(protocol.Error(exc.code, protocol.ERROR_CODES[exc.code]))
-                return
-            if correction is not None:
-                self.metrics.rejected.labels(f"pose_{correction.reason}").inc()
-                self._send_placement(session, correction)
+
+    def _apply_poses(self, poses: list[tuple[int, int, bytes]], now: float) -> None:
+        corrections, malformed = self.world.apply_poses(poses, now)
+        for avatar_id in malformed:
+            self.metrics.rejected.labels("bad_pose").inc()
+            error = protocol.Error("bad_pose", protocol.ERROR_CODES["bad_pose"])
+            self.by_avatar[avatar_id].send(error)
+        for correction in corrections:
+            self.metrics.rejected.labels(f"pose_{correction.reason}").inc()
+            self._send_placement(self.by_avatar[correction.avatar], correction)
 
     def _apply(self, session: Session, message: protocol.ClientMessage, now: float) -> None:
         avatar_id = session.avatar_id

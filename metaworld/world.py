@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -30,6 +30,8 @@ WALL_MARGIN_M: Final = 0.15  # keep heads this far from walls
 POSE_SLACK_M: Final = 0.35  # tracking jitter and leaning allowed beyond max speed
 TELEPORT_RANGE_M: Final = 12.0  # longest point-and-teleport hop
 EYE_HEIGHT_M: Final = 1.6
+# Why a pose was refused, in the order the rules are checked (Correction.reason).
+POSE_PROBLEMS: Final = ("wall", "height", "speed", "reach")
 
 
 class WorldError(Exception):
@@ -48,7 +50,6 @@ class Avatar:
     label: str
     room: str
     epoch: int = 0  # bumped whenever the server places or corrects this avatar
-    last_move_time: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,10 @@ class World:
         self.rooms: dict[str, Room] = {room.id: room for room in self.layout.rooms}
         self.poses = np.zeros((MAX_AVATARS + 1, quant.POSE_PARTS, quant.POSE_WIDTH))
         self.room_min = np.zeros((MAX_AVATARS + 1, 3))
+        self.room_max = np.zeros((MAX_AVATARS + 1, 3))
+        self.room_index = np.full(MAX_AVATARS + 1, -1)
+        self.last_move = np.zeros(MAX_AVATARS + 1)  # when each avatar last moved legally
+        self._room_numbers = {room.id: i for i, room in enumerate(self.layout.rooms)}
         self.records = np.zeros(MAX_AVATARS + 1, dtype=quant.RECORD_DTYPE)
         self.records["id"] = np.arange(MAX_AVATARS + 1)
         self.occupants: dict[str, set[int]] = {room_id: set() for room_id in self.rooms}
@@ -109,8 +114,9 @@ class World:
             raise WorldError("room_full")
         avatar_id = self._allocate_id()
         label = pseudonym(self.label_secret, subject) if role == "patient" else (name or subject)
-        avatar = Avatar(avatar_id, subject, role, label[:64], lobby.id, last_move_time=now)
+        avatar = Avatar(avatar_id, subject, role, label[:64], lobby.id)
         self.avatars[avatar_id] = avatar
+        self.last_move[avatar_id] = now
         self._put(avatar, lobby, self._spawn_point(lobby))
         return avatar
 
@@ -146,6 +152,8 @@ class World:
         avatar.room = room.id
         self.occupants[room.id].add(avatar.id)
         self.room_min[avatar.id] = room.bounds.min
+        self.room_max[avatar.id] = room.bounds.max
+        self.room_index[avatar.id] = self._room_numbers[room.id]
         self.poses[avatar.id] = standing_pose(xz[0], xz[1], room.bounds.min[1])
         self._encode(avatar.id)
         avatar.epoch += 1
@@ -196,7 +204,7 @@ class World:
         room = self.rooms.get(room_id)
         if room is None:
             raise WorldError("unknown_room")
-        avatar.last_move_time = now
+        self.last_move[avatar.id] = now
         return self._enter(avatar, room, self._spawn_point(room), "join")
 
     def use_door(self, avatar_id: int, door_id: str, now: float) -> Placement:
@@ -212,7 +220,7 @@ class World:
             )
             if np.hypot(head[0] - near[0], head[2] - near[1]) > door.radius:
                 raise WorldError("too_far")
-            avatar.last_move_time = now
+            self.last_move[avatar.id] = now
             return self._enter(avatar, self.rooms[far_room], far, "door")
         raise WorldError("unknown_door")
 
@@ -228,7 +236,7 @@ class World:
         self.poses[avatar_id, :, :3] += shift
         self._encode(avatar_id)
         avatar.epoch += 1
-        avatar.last_move_time = now
+        self.last_move[avatar.id] = now
         return self._placement(avatar, "teleport", accepted=True)
 
     def admit(self, staff_id: int, patient_id: int) -> str:
@@ -253,45 +261,87 @@ class World:
         return not any(box.contains_xz(x, z) for box in room.obstacles)
 
     def apply_pose(self, avatar_id: int, epoch: int, body: bytes, now: float) -> Placement | None:
-        """Validate a client pose. Returns a correction when rejected, None otherwise.
+        """Validate one client pose: a correction when rejected, None otherwise.
 
         Raises WorldError("bad_pose") when the body is not a pose at all.
         """
-        avatar = self.avatars[avatar_id]
-        if epoch != avatar.epoch:
-            return None  # sent before the client learned of a placement: ignore
-        try:
-            packed = quant.body_from_bytes(body)
-        except ValueError as exc:
-            raise WorldError("bad_pose") from exc
-        pose = quant.decode_bodies(packed)[0]
-        pose[:, :3] += self.room_min[avatar_id]
-        problem = self._pose_problem(avatar, pose, now)
-        if problem is not None:
-            avatar.epoch += 1
-            return self._placement(avatar, problem, accepted=False)
-        self.poses[avatar_id] = pose
-        self.records["body"][avatar_id] = packed[0]
-        avatar.last_move_time = now
-        return None
+        corrections, malformed = self.apply_poses([(avatar_id, epoch, body)], now)
+        if malformed:
+            raise WorldError("bad_pose")
+        return corrections[0] if corrections else None
 
-    def _pose_problem(
-        self, avatar: Avatar, pose: npt.NDArray[np.float64], now: float
-    ) -> str | None:
-        room = self.rooms[avatar.room]
-        head = pose[0]
-        if not self._standable(room, head[0], head[2]):
-            return "wall"
-        if not room.bounds.min[1] <= head[1] <= room.bounds.max[1]:
-            return "height"
-        old = self.poses[avatar.id, 0]
-        allowed = self.layout.max_speed_mps * max(now - avatar.last_move_time, 0.0)
-        if np.hypot(head[0] - old[0], head[2] - old[2]) > allowed + POSE_SLACK_M:
-            return "speed"
-        reach = np.linalg.norm(pose[1:, :3] - head[:3], axis=1)
-        if np.any(reach > HAND_REACH_M):
-            return "reach"
-        return None
+    def apply_poses(
+        self, batch: Sequence[tuple[int, int, bytes]], now: float
+    ) -> tuple[list[Placement], list[int]]:
+        """Validate a tick's worth of client poses at once.
+
+        Poses from an old epoch (sent before the client learned of a placement) are
+        ignored. Returns the corrections for rejected poses and the avatars whose body
+        was malformed. Decoding and checking run on the whole batch: per pose, numpy's
+        call overhead would cost more than the work.
+        """
+        ids: list[int] = []
+        bodies: list[bytes] = []
+        malformed: list[int] = []
+        for avatar_id, epoch, body in batch:
+            avatar = self.avatars.get(avatar_id)
+            if avatar is None or epoch != avatar.epoch:
+                continue
+            if len(body) != quant.BODY_SIZE:
+                malformed.append(avatar_id)
+                continue
+            ids.append(avatar_id)
+            bodies.append(body)
+        if not ids:
+            return [], malformed
+        idx = np.array(ids)
+        packed = np.frombuffer(b"".join(bodies), dtype=quant.BODY_DTYPE)
+        poses = quant.decode_bodies(packed)
+        poses[:, :, :3] += self.room_min[idx][:, None, :]
+        problem = self._pose_problems(idx, poses, now)
+        ok = problem < 0
+        accepted = idx[ok]
+        self.poses[accepted] = poses[ok]
+        self.records["body"][accepted] = packed[ok]
+        self.last_move[accepted] = now
+        corrections = []
+        for avatar_id, code in zip(idx[~ok].tolist(), problem[~ok].tolist(), strict=True):
+            avatar = self.avatars[avatar_id]
+            avatar.epoch += 1
+            corrections.append(self._placement(avatar, POSE_PROBLEMS[code], accepted=False))
+        return corrections, malformed
+
+    def _pose_problems(
+        self, idx: npt.NDArray[np.int64], poses: npt.NDArray[np.float64], now: float
+    ) -> npt.NDArray[np.int64]:
+        """Per pose, the index in POSE_PROBLEMS of the first rule it breaks, or -1."""
+        head = poses[:, 0, :3]
+        lo, hi = self.room_min[idx], self.room_max[idx]
+        inside = np.all(
+            (head[:, [0, 2]] >= lo[:, [0, 2]] + WALL_MARGIN_M)
+            & (head[:, [0, 2]] <= hi[:, [0, 2]] - WALL_MARGIN_M),
+            axis=1,
+        )
+        rooms_here = self.room_index[idx]
+        for number in np.unique(rooms_here).tolist():
+            in_room = rooms_here == number
+            for box in self.layout.rooms[number].obstacles:
+                inside &= ~(
+                    in_room
+                    & (head[:, 0] >= box.min[0])
+                    & (head[:, 0] <= box.max[0])
+                    & (head[:, 2] >= box.min[2])
+                    & (head[:, 2] <= box.max[2])
+                )
+        height = (head[:, 1] >= lo[:, 1]) & (head[:, 1] <= hi[:, 1])
+        old = self.poses[idx, 0]
+        allowed = self.layout.max_speed_mps * np.maximum(now - self.last_move[idx], 0.0)
+        walked = np.hypot(head[:, 0] - old[:, 0], head[:, 2] - old[:, 2])
+        speed = walked <= allowed + POSE_SLACK_M
+        hands = np.linalg.norm(poses[:, 1:, :3] - head[:, None, :], axis=2)
+        reach = np.all(hands <= HAND_REACH_M, axis=1)
+        checks = np.stack([inside, height, speed, reach])  # the order of POSE_PROBLEMS
+        return np.where(checks.all(axis=0), -1, np.argmin(checks, axis=0))
 
     # ------------------------------------------------------------ queries
 
