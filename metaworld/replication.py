@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from metaworld import protocol
+from metaworld import protocol, quant
 from metaworld.interest import (
     ID_BITS,
     ID_MASK,
@@ -135,28 +135,37 @@ class Replicator:
         now: float,
         out: dict[int, Outgoing],
     ) -> None:
+        # Set work for the whole room at once; per viewer only slicing and encoding.
         entered, left = changes(self._base(members, previous), current)
-        due = current.keys[due_mask(current, self.tick, self.config)]
-        slices = current.viewer_slices()
-        entered_by, left_by, due_by = _split(entered), _split(left), _split(due)
-        for viewer in members.tolist():
-            part = slices.get(viewer)
-            view = (current.keys[part] & ID_MASK) if part is not None else _NO_IDS
+        send = due_mask(current, self.tick, self.config)
+        send[np.searchsorted(current.keys, entered)] = True  # entered pairs always go out
+        send_keys = current.keys[send]
+        records = self.records[send_keys & ID_MASK].tobytes()
+        view_at = _bounds(current.keys, members)
+        send_at = _bounds(send_keys, members)
+        came_at = _bounds(entered, members)
+        went_at = _bounds(left, members)
+        targets = current.keys & ID_MASK
+        came_ids = (entered & ID_MASK).tolist()
+        went_ids = (left & ID_MASK).tolist()
+        size = quant.RECORD_SIZE
+        for k, viewer in enumerate(members.tolist()):
+            view = targets[view_at[k] : view_at[k + 1]]
             if viewer in self._needs_snapshot:
                 self._needs_snapshot.discard(viewer)
                 out[viewer] = Outgoing(viewer, self._snapshot(viewer, room_id, view), view, True)
                 continue
-            came = entered_by.get(viewer, _NO_IDS)
-            went = left_by.get(viewer, _NO_IDS)
-            send = np.union1d(due_by.get(viewer, _NO_IDS), came)
-            if not (len(came) or len(went) or len(send)):
+            came = came_ids[came_at[k] : came_at[k + 1]]
+            went = went_ids[went_at[k] : went_at[k + 1]]
+            first, last = send_at[k], send_at[k + 1]
+            if not (came or went or last > first):
                 continue
             delta = protocol.Delta(
                 tick=self.tick,
                 server_time=now,
-                entered=[self.info(i) for i in came.tolist()],
-                left=went.tolist(),
-                poses=self.records[send].tobytes(),
+                entered=[self.info(i) for i in came],
+                left=went,
+                poses=records[first * size : last * size],
             )
             out[viewer] = Outgoing(viewer, protocol.encode(delta), view, False)
 
@@ -174,14 +183,8 @@ class Replicator:
         )
 
 
-def _split(keys: IntArray) -> dict[int, IntArray]:
-    """Group sorted pair keys by viewer: viewer -> sorted target ids."""
-    if not len(keys):
-        return {}
-    viewers = keys >> ID_BITS
-    starts = np.flatnonzero(np.r_[True, viewers[1:] != viewers[:-1]])
-    targets = keys & ID_MASK
-    return {
-        int(viewers[s]): targets[s:e]
-        for s, e in zip(starts, np.r_[starts[1:], len(keys)], strict=True)
-    }
+def _bounds(keys: IntArray, viewers: IntArray) -> list[int]:
+    """Where each viewer's pairs start in sorted `keys`, and where the last one's end:
+    viewer k owns keys[b[k]:b[k + 1]] (viewers sorted ascending)."""
+    edges = np.searchsorted(keys, np.append(viewers, viewers[-1] + 1) << ID_BITS)
+    return [int(e) for e in edges.tolist()]
