@@ -28,7 +28,7 @@ async def raw_exchange(url: str, *frames: bytes | str, read: int = 0) -> tuple[i
         try:
             for frame in frames:
                 await ws.send_message(frame)
-            with trio.fail_after(5):
+            with trio.fail_after(15):  # generous: CI machines are shared
                 while True:
                     got.append(protocol.decode_server(await ws.get_message()))
         except trio_websocket.ConnectionClosed as exc:
@@ -116,7 +116,9 @@ async def test_handshake_errors(world_server, ws_url, make_token):
     old = protocol.encode(protocol.Hello(token, "bot", 99))
     assert (await raw_exchange(ws_url, old))[0] == CloseCode.VERSION_UNSUPPORTED
     code, got = await raw_exchange(ws_url, hello(token), hello(token))
-    assert code == CloseCode.MALFORMED and isinstance(got[0], protocol.Welcome)
+    # The close may overtake the welcome still queued for the writer; the code is what counts.
+    assert code == CloseCode.MALFORMED
+    assert all(not isinstance(m, protocol.Error) for m in got)
 
 
 async def test_subprotocol_is_required(world_server, ws_url):
