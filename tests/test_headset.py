@@ -95,7 +95,9 @@ async def test_a_simulated_and_a_replayed_headset_move_as_scripted_for_a_bot(
     # The simulated head walks its loop, which passes through where it started.
     loop = simulated.loop
     sim = np.unique(np.stack(seen["sim"]), axis=0)
-    assert len(sim) >= 10  # it moved, tick after tick
+    # It moved, update after update (beyond 6 m updates come at a quarter of the tick rate,
+    # and a loaded machine drops some; five distinct positions prove motion).
+    assert len(sim) >= 5
     radii = np.hypot(sim[:, 0] - loop.cx, sim[:, 1] - loop.cz)
     assert np.all(np.abs(radii - loop.radius) <= 2 * QUANTUM_M)
     # The replayed head goes exactly through the recorded points.
