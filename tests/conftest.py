@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import settings
+
+# Shared CI machines stall at random; a per-example deadline measures them, not the code.
+settings.register_profile("metaworld", deadline=None)
+settings.load_profile("metaworld")
 
 from metaworld.auth import mint_dev_token
 from metaworld.roles import Role
