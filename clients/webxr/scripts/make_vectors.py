@@ -18,6 +18,7 @@ import numpy as np
 from metaworld import protocol, quant
 from metaworld.layout import Box, Door, Layout, Room
 from metaworld.protocol import AvatarInfo
+from metaworld.records import view as rv
 
 SEED = 20261203
 RANDOM_POSES = 200
@@ -141,9 +142,55 @@ def _message_vectors() -> list[dict[str, object]]:
         protocol.Pose(epoch=4, body=body, seq=17),
         protocol.MoveTo(x=2.5, z=3.25),
         protocol.Chat(text="hi"),
+        *_clinical_messages(me, other),
     ]
     return [
         {"tag": type(m).__struct_config__.tag, "hex": protocol.encode(m).hex()} for m in messages
+    ]
+
+
+def _record_view() -> rv.RecordView:
+    """A synthetic view: a reading, a panel with components, an empty and a cut category."""
+    return rv.RecordView(
+        patient="synthetic-1",
+        included=["demographics", "vital_signs", "conditions", "allergies"],
+        demographics=rv.Demographics(name="Test Person", gender="other", birth_date="1990-01-02"),
+        vital_signs=[
+            rv.VitalSign("8867-4", "Heart rate", "2020-03-06T20:20:23-08:00", 72.5, "/min"),
+            rv.VitalSign(
+                "85354-9",
+                "Blood pressure panel",
+                "2020-03-06T20:20:23-08:00",
+                components=[
+                    rv.Quantity("Systolic blood pressure", 121.0, "mm[Hg]"),
+                    rv.Quantity("Diastolic blood pressure", 79.0, "mm[Hg]"),
+                ],
+            ),
+        ],
+        conditions=[rv.ConditionItem("1", "Cough", "2020-03-01", clinical_status="resolved")],
+        truncated=["conditions"],
+    )
+
+
+def _clinical_messages(me: AvatarInfo, other: AvatarInfo) -> list[protocol.Tagged]:
+    summary = protocol.ConsentSummary(
+        "world-1", 2, "active", ["vital_signs"], "TREAT", "Dr Vector", 1767225600000
+    )
+    disclosure = protocol.Disclosure(
+        1767222000000, "access", "Dr Vector", "clinician", ["vital_signs"], "ETREAT", "permit", True
+    )
+    return [
+        protocol.RecordShown(7, other.id, me, _record_view(), "Consent/world-1/_history/1"),
+        protocol.RecordDenied(8, "denied", "access to this record is not permitted"),
+        protocol.RecordPurge(other.id),
+        protocol.ConsentResult(9, True, "bg-1", status="emergency", end_ms=1767226500000),
+        protocol.ConsentState(10, [summary], [disclosure]),
+        protocol.RecordRequest(1, other.id, ["vital_signs", "conditions"]),
+        protocol.ConsentGrant(2, ["vital_signs"], None, "TREAT", 900),
+        protocol.ConsentRevoke(3, "world-1"),
+        protocol.ConsentQuery(4),
+        protocol.BreakGlass(5, other.id, "unconscious on arrival", 1800),
+        protocol.Admit(other.id),
     ]
 
 

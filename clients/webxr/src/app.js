@@ -19,6 +19,7 @@ import { decodeBody } from "./quant.js";
 import { AvatarLayer } from "./scene/avatars.js";
 import { Clinic } from "./scene/clinic.js";
 import { EYE_HEIGHT_M, Self, standable } from "./self.js";
+import { AdmitPanel, ConsentPanel, RecordPanel } from "./ui/clinical.js";
 import { PanelHost } from "./ui/panels.js";
 import { ChatPanel, ComfortPanel, PeoplePanel, PlacesPanel, StatusLine } from "./ui/widgets.js";
 import { View } from "./view.js";
@@ -65,7 +66,9 @@ export class App {
       this._error("protocol", e.detail.message),
     );
     this.connection.addEventListener("state", (e) => {
-      if (e.detail.state === "stopped") this.onStopped?.(e.detail);
+      if (e.detail.state !== "stopped") return;
+      this.panels.reset();
+      this.onStopped?.(e.detail);
     });
     this._drainTimer = setInterval(() => {
       if (performance.now() - this._lastFrame > STALE_FRAME_MS) this._drain();
@@ -84,6 +87,9 @@ export class App {
     });
     this.comfort = new ComfortPanel((settings) => this._applyComfort(settings));
     this.panels = new PanelHost(document.getElementById("clinical-panels"));
+    this.panels.register(new RecordPanel());
+    this.panels.register(new AdmitPanel());
+    this.panels.register(new ConsentPanel());
     this.hint = document.getElementById("hint");
   }
 
@@ -159,6 +165,7 @@ export class App {
 
   stop({ leave = true } = {}) {
     this.connection.stop({ leave });
+    if (leave) this.panels.reset(); // no record stays on a page someone has left
     clearInterval(this._poseTimer);
     this._poseTimer = null;
   }
@@ -247,7 +254,7 @@ export class App {
     this.view.selfId = msg.you.id;
     this.view.clock.observe(msg.server_time, now);
     this.tickHz = msg.tick_hz || this.tickHz;
-    this.panels.start(msg.you.role, (m) => this.send(m));
+    this.panels.start(msg.you.role, (m) => this.send(m), msg.you.id);
     clearInterval(this._poseTimer);
     this._poseTimer = setInterval(() => this._sendPose(), 1000 / this.tickHz);
     this._roomChanged();
@@ -271,6 +278,7 @@ export class App {
   _roomChanged() {
     const room = this.clinic?.room(this.self.room);
     this.places.show(room, this.clinic ? this.clinic.doorsOf(this.self.room) : []);
+    this.panels.setRoom(room);
     this._showStatus();
   }
 
@@ -294,6 +302,7 @@ export class App {
     for (const info of msg.joined) this.presence.set(info.id, info);
     for (const id of msg.left) this.presence.delete(id);
     this.people.show(this.presence, this.self.info?.id);
+    this.panels.setPeople(this.presence, this.self.info?.id);
   }
 
   _error(code, message) {

@@ -120,6 +120,18 @@ export function installHook(getApp) {
       const a = app();
       return { supported: a?.xr?.supported ?? false, presenting: a?.xr?.presenting ?? false };
     },
+    // The clinical panels, as numbers: which categories of whose record (by avatar id)
+    // a staff page holds and how many items of each, purges, and a patient's consent
+    // counts. Never a name, a date or a value from a record.
+    get records() {
+      return app()?.panels.summary().record?.records ?? {};
+    },
+    get purges() {
+      return app()?.panels.summary().record?.purges ?? 0;
+    },
+    get clinical() {
+      return app()?.panels.summary() ?? {};
+    },
     get frames() {
       return app()?.frameStats.summary() ?? null;
     },

@@ -43,11 +43,12 @@ function wsUrl(config) {
   return config.ws_url;
 }
 
-async function devToken(role, name) {
+async function devToken(role, name, patient) {
+  const body = { role, ...(name ? { name } : {}), ...(patient ? { patient } : {}) };
   const response = await fetch("./api/dev-token", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify(name ? { role, name } : { role }),
+    body: JSON.stringify(body),
   });
   if (!response.ok) {
     throw new Error((await response.text()) || `the server answered ${response.status}`);
@@ -66,7 +67,7 @@ function tokenSource(config, form) {
   return {
     canRefresh: !pasted && config.dev_tokens,
     async get() {
-      token ??= await devToken(form.role, form.name);
+      token ??= await devToken(form.role, form.name, form.patient);
       return token;
     },
     forget() {
@@ -126,6 +127,9 @@ async function main() {
     return;
   }
   $("dev-fields").hidden = !config.dev_tokens;
+  const showRecordId = () => ($("record-id-fields").hidden = $("role").value !== "patient");
+  $("role").addEventListener("change", showRecordId);
+  showRecordId();
   $("token-fields").hidden = false;
   if (config.dev_tokens) {
     $("token").setAttribute("aria-describedby", "token-help");
@@ -138,7 +142,12 @@ async function main() {
   showSignIn();
   $("sign-in-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    const form = { role: $("role").value, name: $("name").value.trim(), token: $("token").value };
+    const form = {
+      role: $("role").value,
+      name: $("name").value.trim(),
+      token: $("token").value,
+      patient: $("role").value === "patient" ? $("record-id").value.trim() : "",
+    };
     if (!config.dev_tokens && !form.token.trim()) {
       showSignIn("Enter the access token you were given.");
       return;

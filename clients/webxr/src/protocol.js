@@ -24,8 +24,19 @@ const SERVER_FIELDS = {
   presence: ["room", "joined", "left", "full"],
   error: ["code", "message"],
   pong: ["nonce", "client_time", "server_time"],
+  record_shown: ["request", "patient", "viewer", "view", "consent_version"],
+  record_denied: ["request", "reason", "message"],
+  record_purge: ["patient"],
+  consent_result: ["request", "ok", "consent", "version", "status", "message", "end_ms"],
+  consent_state: ["request", "consents", "disclosures"],
 };
-const DEFAULTS = { presence: { full: false } };
+const DEFAULTS = {
+  presence: { full: false },
+  consent_result: { consent: "", version: 0, status: "", message: "", end_ms: null },
+};
+// Structs nested in messages, also encoded as arrays in declared order.
+const CONSENT_SUMMARY = ["id", "version", "status", "categories", "purpose", "grantee", "end_ms"];
+const DISCLOSURE = ["at_ms", "kind", "who", "role", "categories", "purpose", "outcome", "review"];
 const AVATAR_LISTS = {
   welcome: [],
   snapshot: ["avatars"],
@@ -128,12 +139,45 @@ export const joinRoom = (room) => ["join_room", room];
 export const chat = (text) => ["chat", text.slice(0, MAX_CHAT_CHARS)];
 export const ping = (nonce, clientTime) => ["ping", nonce >>> 0, clientTime];
 export const leave = () => ["leave"];
+export const admit = (avatar) => ["admit", avatar];
+
+// Records and consent. Every field is sent, defaults included, as the Python codec does.
+// The seven record categories, in the order the server reads them.
+export const CATEGORIES = [
+  "demographics",
+  "vital_signs",
+  "conditions",
+  "medications",
+  "immunizations",
+  "allergies",
+  "encounters",
+];
+export function recordRequest(request, patient, categories, purpose = "TREAT", room = null) {
+  return ["record_request", request >>> 0, patient, [...categories], purpose, room];
+}
+export function consentGrant(request, categories, grantee = null, purpose = "TREAT",
+  durationS = 3600) {
+  const seconds = Math.round(durationS);
+  return ["consent_grant", request >>> 0, [...categories], grantee, purpose, seconds];
+}
+export const consentRevoke = (request, consent) => ["consent_revoke", request >>> 0, consent];
+export const consentQuery = (request) => ["consent_query", request >>> 0];
+export function breakGlass(request, patient, reason, durationS = 900) {
+  return ["break_glass", request >>> 0, patient, reason, Math.round(durationS)];
+}
 
 export class ProtocolError extends Error {}
 
 function avatarInfo(raw) {
   if (!Array.isArray(raw) || raw.length < 3) throw new ProtocolError("bad AvatarInfo");
   return { id: raw[0], role: raw[1], label: String(raw[2]) };
+}
+
+function struct(names, what) {
+  return (raw) => {
+    if (!Array.isArray(raw)) throw new ProtocolError(`bad ${what}`);
+    return Object.fromEntries(names.map((name, i) => [name, raw[i] ?? null]));
+  };
 }
 
 /**
@@ -162,6 +206,16 @@ export function decode(data) {
     out[name] = (out[name] ?? []).map(avatarInfo);
   }
   if (type === "welcome") out.you = avatarInfo(out.you);
+  if (type === "record_shown") {
+    out.viewer = avatarInfo(out.viewer);
+    if (out.view === null || typeof out.view !== "object" || Array.isArray(out.view)) {
+      throw new ProtocolError("bad RecordView");
+    }
+  }
+  if (type === "consent_state") {
+    out.consents = (out.consents ?? []).map(struct(CONSENT_SUMMARY, "ConsentSummary"));
+    out.disclosures = (out.disclosures ?? []).map(struct(DISCLOSURE, "Disclosure"));
+  }
   if (type === "delta" || type === "presence") out.left = out.left ?? [];
   return out;
 }

@@ -5,7 +5,7 @@ import { ROLE_COLOURS } from "../scene/avatars.js";
 
 const $ = (id) => document.getElementById(id);
 
-function element(tag, props = {}, ...children) {
+export function element(tag, props = {}, ...children) {
   const el = Object.assign(document.createElement(tag), props);
   el.append(...children);
   return el;
