@@ -292,3 +292,17 @@ async def test_break_the_glass_is_time_boxed_and_flagged(
         for e in flagged
         if e.kind == "break_glass_start"
     )
+
+
+async def test_a_granted_consent_is_audited_with_the_categories_shared(
+    start_server, make_token, consent_engine, data_dir
+):
+    ledger = Ledger(consent_engine, load_or_create_ledger_key(data_dir))
+    server = await start_server(consent=InProcessConsentService(consent_engine, ledger))
+    url = f"ws://127.0.0.1:{server.ws_port}/"
+    bibi = patient_id_of(next(b for b in bundles() if "Bibi" in b.name))
+    async with metaworld_sdk.connect(url, make_token("bibi", "patient", patient=bibi)) as pat:
+        granted = await pat.reply(await pat.grant_consent(["vital_signs", "allergies"]))
+        assert isinstance(granted, protocol.ConsentResult) and granted.ok
+    [entry] = [e.entry for e in ledger.entries(limit=10, kind="consent_granted")]
+    assert entry.categories == ["vital_signs", "allergies"]

@@ -478,8 +478,15 @@ class InProcessConsentService:
 
 
 def covered_categories(consent: Consent) -> list[str]:
-    """The categories a consent speaks about: its root's classes, or all of them."""
-    classes = consent.provision.data_class
+    """The categories a consent speaks about: its root's classes, or all of them. For the
+    usual shape "deny everything, except permit these", it is the permitted classes, so
+    the patient's accounting names what they shared rather than the whole record."""
+    root = consent.provision
+    exceptions = [p for p in root.provision if p.type == "permit"]
+    if root.type == "deny" and exceptions:
+        classes = [c for p in exceptions for c in (p.data_class or CATEGORIES)]
+    else:
+        classes = list(root.data_class)
     if not classes:
         return list(CATEGORIES)
     named = {c for c in classes if c in CATEGORIES}
