@@ -18,6 +18,7 @@ from metaworld import protocol, quant
 from metaworld.layout import Layout
 from metaworld.protocol import CloseCode
 from metaworld.world import standing_pose
+from metaworld.wslean import AnyWebSocket, WsEngine
 from metaworld_sdk.transport import open_stream
 
 log = logging.getLogger("metaworld_sdk")
@@ -68,6 +69,7 @@ class Client:
     reconnect: bool = True
     max_backoff_s: float = 5.0
     keep_history: int = 0  # poses kept per remote avatar for interpolation
+    engine: WsEngine = "lean"  # the WebSocket implementation: "lean" or "trio-websocket"
 
     def __post_init__(self) -> None:
         self.session: str | None = None
@@ -99,7 +101,7 @@ class Client:
         self.on_leave: Callable[[int], None] | None = None
         self.on_message: Callable[[protocol.ServerMessage], None] | None = None
         self.closed: ClientClosed | None = None
-        self._ws: trio_websocket.WebSocketConnection | None = None
+        self._ws: AnyWebSocket | None = None
         self._stream: trio.SocketStream | None = None
         self._nursery: trio.Nursery
         self._changed = trio.Event()
@@ -318,8 +320,8 @@ class Client:
 
     # ------------------------------------------------------------ connection loop
 
-    async def _connect_once(self, nursery: trio.Nursery) -> trio_websocket.WebSocketConnection:
-        ws, self._stream = await open_stream(nursery, self.url)
+    async def _connect_once(self, nursery: trio.Nursery) -> AnyWebSocket:
+        ws, self._stream = await open_stream(nursery, self.url, engine=self.engine)
         hello = protocol.Hello(self.token, self.kind, protocol.PROTOCOL_VERSION, self.session)
         await ws.send_message(protocol.encode(hello))
         return ws
