@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from metaworld.protocol import CloseCode
 from metaworld.replication import Outgoing, Replicator
 from metaworld.store import Account, ChatRow, RoomState, SessionRow, utcnow
 from metaworld.world import Placement, World, WorldError
+from metaworld.wslean import AnyRequest, AnyWebSocket, Connection, WsEngine, serve_lean
 
 log = logging.getLogger("metaworld.server")
 
@@ -75,6 +77,7 @@ class ServerConfig:
     reliable_queue_limit: int = RELIABLE_QUEUE_LIMIT
     consent: ConsentService | None = None  # None: record and consent requests are refused
     consent_timeout_s: float = CALL_TIMEOUT_S
+    ws_engine: WsEngine = "lean"  # "trio-websocket" is the reference implementation
 
 
 class SessionState(enum.Enum):
@@ -186,19 +189,32 @@ class WorldServer:
             nursery.start_soon(self._store_writer)
             if self.desk is not None:
                 await nursery.start(self.desk.run)
-            listener = await nursery.start(
-                lambda task_status: trio_websocket.serve_websocket(
-                    self._handle,
-                    self.config.host,
-                    self.config.ws_port,
-                    None,
-                    max_message_size=protocol.MAX_MESSAGE_BYTES,
-                    message_queue_size=4,
-                    connect_timeout=HANDSHAKE_TIMEOUT_S,
-                    disconnect_timeout=2,
-                    task_status=task_status,
+            if self.config.ws_engine == "lean":
+                listener = await nursery.start(
+                    partial(
+                        serve_lean,
+                        self._handle,
+                        self.config.host,
+                        self.config.ws_port,
+                        max_message_size=protocol.MAX_MESSAGE_BYTES,
+                        connect_timeout=HANDSHAKE_TIMEOUT_S,
+                        disconnect_timeout=2,
+                    )
                 )
-            )
+            else:
+                listener = await nursery.start(
+                    lambda task_status: trio_websocket.serve_websocket(
+                        self._handle,
+                        self.config.host,
+                        self.config.ws_port,
+                        None,
+                        max_message_size=protocol.MAX_MESSAGE_BYTES,
+                        message_queue_size=4,
+                        connect_timeout=HANDSHAKE_TIMEOUT_S,
+                        disconnect_timeout=2,
+                        task_status=task_status,
+                    )
+                )
             self.ws_port = listener.port
             log.info("listening for clients on ws://%s:%d/", self.config.host, self.ws_port)
             if self.config.http_port >= 0:
@@ -237,7 +253,7 @@ class WorldServer:
 
     # ------------------------------------------------------------ connections
 
-    async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
+    async def _handle(self, request: AnyRequest) -> None:
         if protocol.SUBPROTOCOL not in request.proposed_subprotocols:
             self.metrics.rejected.labels("subprotocol").inc()
             body = f"offer the WebSocket subprotocol {protocol.SUBPROTOCOL}\n".encode()
@@ -269,7 +285,7 @@ class WorldServer:
                 with trio.move_on_after(1):
                     await ws.aclose(close.code, close.reason)
 
-    async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> Session:
+    async def _handshake(self, ws: AnyWebSocket) -> Session:
         data: bytes | str | None = None
         with trio.move_on_after(self.config.handshake_timeout_s):
             data = await ws.get_message()
@@ -351,9 +367,7 @@ class WorldServer:
             old.cancel.cancel()
         self._end(old)
 
-    async def _run_connection(
-        self, ws: trio_websocket.WebSocketConnection, session: Session
-    ) -> None:
+    async def _run_connection(self, ws: AnyWebSocket, session: Session) -> None:
         outbox = session.outbox
         assert outbox is not None
         try:
@@ -380,7 +394,7 @@ class WorldServer:
         # Cancelled for no reason of the client's: it may resume its session.
         raise _Close(CloseCode.GOING_AWAY, "connection dropped by the server; resume")
 
-    async def _reader(self, ws: trio_websocket.WebSocketConnection, session: Session) -> None:
+    async def _reader(self, ws: AnyWebSocket, session: Session) -> None:
         allowance, last = float(MESSAGE_BURST), trio.current_time()
         while True:
             data = await ws.get_message()
@@ -409,16 +423,25 @@ class WorldServer:
                 case _:
                     session.inbox.append(message)
 
-    async def _writer(self, ws: trio_websocket.WebSocketConnection, outbox: Outbox) -> None:
+    async def _writer(self, ws: AnyWebSocket, outbox: Outbox) -> None:
         while True:
             reliable, state = await outbox.take()
+            if isinstance(ws, Connection):
+                # The lean engine writes the whole batch with one send on the socket.
+                if state is not None:
+                    self.replicator.confirm(state.avatar, state.view)
+                    reliable.append(state.data)
+                await ws.send_messages(reliable)
+                self.metrics.messages_out.inc(len(reliable))
+                self.metrics.bytes_out.inc(sum(map(len, reliable)))
+                continue
             for data in reliable:
                 await self._send(ws, data)
             if state is not None:
                 self.replicator.confirm(state.avatar, state.view)
                 await self._send(ws, state.data)
 
-    async def _send(self, ws: trio_websocket.WebSocketConnection, data: bytes) -> None:
+    async def _send(self, ws: AnyWebSocket, data: bytes) -> None:
         await ws.send_message(data)
         self.metrics.messages_out.inc()
         self.metrics.bytes_out.inc(len(data))

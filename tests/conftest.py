@@ -9,14 +9,14 @@ import pytest
 import trio
 from hypothesis import settings
 
-# Shared CI machines stall at random; a per-example deadline measures them, not the code.
-settings.register_profile("metaworld", deadline=None)
-settings.load_profile("metaworld")
-
 from metaworld.auth import mint_dev_token
 from metaworld.roles import Role
 from metaworld.server import WorldServer
-from support import server_config
+from support import WS_ENGINES, server_config
+
+# Shared CI machines stall at random; a per-example deadline measures them, not the code.
+settings.register_profile("metaworld", deadline=None)
+settings.load_profile("metaworld")
 
 TokenFactory = Callable[..., str]
 
@@ -39,11 +39,19 @@ def make_token(data_dir: Path) -> TokenFactory:
 ServerFactory = Callable[..., Awaitable[WorldServer]]
 
 
+@pytest.fixture(params=WS_ENGINES)
+def ws_engine(request: pytest.FixtureRequest) -> str:
+    """Each server test runs once on each WebSocket engine."""
+    engine: str = request.param
+    return engine
+
+
 @pytest.fixture
-def start_server(data_dir: Path, nursery: trio.Nursery) -> ServerFactory:
+def start_server(data_dir: Path, nursery: trio.Nursery, ws_engine: str) -> ServerFactory:
     """Start a server on a free loopback port; keyword arguments override its config."""
 
     async def start(**overrides: object) -> WorldServer:
+        overrides.setdefault("ws_engine", ws_engine)
         server = WorldServer(server_config(data_dir, **overrides), label_secret=b"test-secret")
         await nursery.start(server.serve)
         return server

@@ -14,6 +14,7 @@ from metaworld.store import make_engine
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
 PG_URL = os.environ.get("METAWORLD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+WS_ENGINES = ["lean", "trio-websocket"]  # every server test runs on each
 
 
 def server_config(data_dir: Path, db_url: str | None = None, **overrides: object) -> ServerConfig:
