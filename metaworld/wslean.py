@@ -214,7 +214,8 @@ class Connection(trio.abc.AsyncResource):
             pongs = self._take_in(data)
         finally:
             self._receiving = False
-            self._read_done.unpark_all()
+            if self._read_done:  # someone waits for this read: a pinger, aclose
+                self._read_done.unpark_all()
         if pongs or (self._close_due is not None and not self._close_sent):
             await self._answer(pongs)
 
