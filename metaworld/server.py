@@ -79,6 +79,7 @@ class ServerConfig:
     reliable_queue_limit: int = RELIABLE_QUEUE_LIMIT
     consent: ConsentService | None = None  # None: record and consent requests are refused
     consent_timeout_s: float = CALL_TIMEOUT_S
+    tune_gc: bool = True  # freeze the start-up heap; off where many servers share a process
     ws_engine: WsEngine = "lean"  # "trio-websocket" is the reference implementation
 
 
@@ -187,7 +188,8 @@ class WorldServer:
         await trio.to_thread.run_sync(self._load_room_state)
         # Compile (or load from cache) the interest kernel now, not inside the first tick.
         await trio.to_thread.run_sync(warm_up)
-        quiet_garbage_collector()
+        if self.config.tune_gc:
+            quiet_garbage_collector()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._store_writer)
             if self.desk is not None:

@@ -27,6 +27,7 @@ def server_config(data_dir: Path, db_url: str | None = None, **overrides: object
         "ws_port": 0,
         "http_port": -1,
         "resume_grace_s": 5.0,
+        "tune_gc": False,
         "interest": InterestConfig(),
     }
     options.update(overrides)
