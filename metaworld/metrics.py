@@ -1,7 +1,12 @@
-"""Prometheus metrics of one server, in their own registry (no global state)."""
+"""Prometheus metrics of one server, in their own registry (no global state).
+
+Per-message traffic is counted in plain integers and handed to the Prometheus counters
+once per tick (`flush`): a labelled counter increment costs more than a small message.
+"""
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -45,6 +50,28 @@ class Metrics:
             registry=reg,
         )
         self._recent: deque[float] = deque(maxlen=_WINDOW)
+        self._in: Tally[type] = Tally()
+        self._bytes_in = 0
+        self._out = 0
+        self._bytes_out = 0
+
+    def received(self, kind: type, size: int) -> None:
+        self._in[kind] += 1
+        self._bytes_in += size
+
+    def sent(self, messages: int, size: int) -> None:
+        self._out += messages
+        self._bytes_out += size
+
+    def flush(self) -> None:
+        """Move the traffic counted since the last flush into the Prometheus counters."""
+        for kind, count in self._in.items():
+            self.messages_in.labels(kind.__name__.lower()).inc(count)
+        self.bytes_in.inc(self._bytes_in)
+        self.messages_out.inc(self._out)
+        self.bytes_out.inc(self._bytes_out)
+        self._in.clear()
+        self._bytes_in = self._out = self._bytes_out = 0
 
     def observe_tick(self, seconds: float) -> None:
         self.tick_seconds.observe(seconds)

@@ -408,12 +408,11 @@ class WorldServer:
             last = now
             if allowance < 0:
                 raise _Close(CloseCode.RATE_LIMITED, "too many messages")
-            self.metrics.bytes_in.inc(len(data))
             try:
                 message = protocol.decode_client(data)
             except protocol.ProtocolError as exc:
                 raise _Close(CloseCode.MALFORMED, f"malformed message: {exc}"[:120]) from exc
-            self.metrics.messages_in.labels(type(message).__name__.lower()).inc()
+            self.metrics.received(type(message), len(data))
             match message:
                 case protocol.Pose(epoch=epoch, body=body):
                     session.pose = (epoch, body)
@@ -437,8 +436,7 @@ class WorldServer:
                     self.replicator.confirm(state.avatar, state.view)
                     reliable.append(state.data)
                 await ws.send_messages(reliable)
-                self.metrics.messages_out.inc(len(reliable))
-                self.metrics.bytes_out.inc(sum(map(len, reliable)))
+                self.metrics.sent(len(reliable), sum(map(len, reliable)))
                 continue
             for data in reliable:
                 await self._send(ws, data)
@@ -448,8 +446,7 @@ class WorldServer:
 
     async def _send(self, ws: AnyWebSocket, data: bytes) -> None:
         await ws.send_message(data)
-        self.metrics.messages_out.inc()
-        self.metrics.bytes_out.inc(len(data))
+        self.metrics.sent(1, len(data))
 
     def _detach(self, session: Session) -> None:
         """The connection is gone but the session may be resumed within the grace period."""
@@ -494,6 +491,7 @@ class WorldServer:
             started = time.perf_counter()
             self.tick(trio.current_time())
             self.metrics.observe_tick(time.perf_counter() - started)
+            self.metrics.flush()
             behind = trio.current_time() - deadline
             if behind >= period:
                 missed = int(behind // period)
