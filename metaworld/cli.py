@@ -195,7 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metaworld", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve_parser(sub)
+    _add_other_parsers(sub)
+    return parser
 
+
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = sub.add_parser("serve", help="run the world server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--ws-port", type=int, default=8765)
@@ -220,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--consent-url", help="use the consent service at this URL (`metaworld consent serve`)"
     )
     serve.set_defaults(func=cmd_serve)
+
+
+def _add_other_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     token = sub.add_parser("token", help="print a dev token the local server accepts")
     token.add_argument("--sub", required=True, help="subject (a stable user id)")
@@ -270,7 +278,6 @@ def build_parser() -> argparse.ArgumentParser:
     verify = ledger.add_parser("verify", help="recompute the log and check its checkpoints")
     _store_options(verify)
     verify.set_defaults(func=cmd_ledger_verify)
-    return parser
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:

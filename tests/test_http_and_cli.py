@@ -158,9 +158,16 @@ async def test_serve_process_with_defaults_and_a_restart(tmp_path):
             pose = a.pose.copy()
             pose[:, 0] += 0.2
             await a.send_pose(pose)
-            await b.wait_for(
-                lambda c: abs(c.view[a.avatar_id].pose[0, 0] - pose[0, 0]) < 0.002, timeout=2
-            )
+
+            def moved(c: metaworld_sdk.Client) -> bool:
+                remote = c.view.get(a.avatar_id)
+                return (
+                    remote is not None
+                    and remote.pose is not None
+                    and (abs(remote.pose[0, 0] - pose[0, 0]) < 0.002)
+                )
+
+            await b.wait_for(moved, timeout=5)
             first_session = a.session
             proc.send_signal(signal.SIGTERM)
             proc.wait(10)
