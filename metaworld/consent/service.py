@@ -220,11 +220,11 @@ class InProcessConsentService:
 
     def _decide(self, request: AccessRequest) -> Evaluation:
         now = self._clock()
-        # One short read session per decision: overrides to close, consents, grants.
+        # One short read session and two queries per decision: the patient's consents,
+        # and in one go the overrides to close and the requester's live ones.
         with Session(self._engine) as session:
-            expired = _expired_grants(session, now)
             consents = _current_consents(session, request.patient)
-            grants = _live_grants(session, request.actor, request.patient, now)
+            expired, grants = _overrides(session, request.actor, request.patient, now)
         if expired:
             self._log_ends(expired, now)
         evaluation = evaluate(consents, request, now, grants=grants)
@@ -510,9 +510,11 @@ def _current_consents(
     query = select(ConsentRow).where(ConsentRow.patient_id == patient)
     if only_active:
         query = query.where(ConsentRow.status == "active")
+    rows = session.execute(
+        query.with_only_columns(ConsentRow.body, ConsentRow.version).order_by(ConsentRow.id)
+    )
     return [
-        StoredConsent(msgspec.json.decode(row.body, type=Consent), row.version)
-        for row in session.scalars(query.order_by(ConsentRow.id))
+        StoredConsent(msgspec.json.decode(body, type=Consent), version) for body, version in rows
     ]
 
 
@@ -524,14 +526,24 @@ def _expired_grants(session: Session, now: int) -> list[tuple[BreakGlassGrant, s
     return [(_grant_of(row), row.reason_hash) for row in session.scalars(query)]
 
 
-def _live_grants(session: Session, actor: str, patient: str, now: int) -> list[BreakGlassGrant]:
-    query = select(BreakGlassRow).where(
-        BreakGlassRow.actor == actor,
-        BreakGlassRow.patient_id == patient,
-        BreakGlassRow.start_ms <= now,
-        BreakGlassRow.end_ms > now,
+def _overrides(
+    session: Session, actor: str, patient: str, now: int
+) -> tuple[list[tuple[BreakGlassGrant, str]], list[BreakGlassGrant]]:
+    """Overrides whose end is due in the ledger, and `actor`'s live ones for `patient`."""
+    due = BreakGlassRow.end_logged.is_(False) & (BreakGlassRow.end_ms <= now)
+    live = (
+        (BreakGlassRow.actor == actor)
+        & (BreakGlassRow.patient_id == patient)
+        & (BreakGlassRow.start_ms <= now)
+        & (BreakGlassRow.end_ms > now)
     )
-    return [_grant_of(row) for row in session.scalars(query)]
+    expired, grants = [], []
+    for row in session.scalars(select(BreakGlassRow).where(due | live)):
+        if row.end_ms > now:
+            grants.append(_grant_of(row))
+        elif not row.end_logged:
+            expired.append((_grant_of(row), row.reason_hash))
+    return expired, grants
 
 
 def _grant_of(row: BreakGlassRow) -> BreakGlassGrant:
