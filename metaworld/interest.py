@@ -5,10 +5,11 @@ Theory of operation. Every tick, for one room, we take the avatars' floor positi
 (viewer, target) is a 64-bit key ``viewer << 16 | target`` of avatar ids, so sets of
 pairs are sorted int64 arrays and the entered/left changes are one merge of two arrays.
 
-1. Candidates come from a uniform grid whose cell side is the reach (radius plus
-   hysteresis margin): any two avatars within reach lie in the same or adjacent cells.
-   Avatars are sorted by cell, and each viewer scans its nine neighbouring cells. This
-   per-viewer loop is compiled (`_interest_kernel`, numba): in numpy it would have to
+1. Candidates, per viewer: last tick's targets are looked up directly, and newcomers
+   are sought in a grid, row by row outwards from the viewer, no farther than the
+   radius or, once `cap` candidates are held, than the worst of them; so a dense crowd
+   costs about what a sparse one does. This per-viewer loop is compiled
+   (`_interest_kernel`, numba, where the details are): in numpy it would have to
    materialize and sort every candidate pair, which at 10,000 avatars is millions.
 2. Hysteresis: a pair that was visible last tick has its distance reduced by the margin
    before the tests below. So an avatar enters view at `radius` but leaves only beyond
@@ -119,18 +120,28 @@ def compute_visible(
     ids: IntArray, xz: FloatArray, previous: Visible, cfg: InterestConfig
 ) -> Visible:
     """This tick's visible pairs for one room (the grid, compiled)."""
-    order = np.argsort(ids, kind="stable")
-    if len(ids) > 1 and np.any(np.diff(ids[order]) == 0):
-        raise ValueError("avatar ids in a room must be unique")
-    keys, dist = _kernel.visible_pairs(
-        np.ascontiguousarray(ids[order], dtype=np.int64),
-        np.ascontiguousarray(xz[order, 0], dtype=np.float64),
-        np.ascontiguousarray(xz[order, 1], dtype=np.float64),
-        previous.keys,
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if len(ids) and (ids.min() < 0 or ids.max() > ID_MASK):
+        raise ValueError(f"avatar ids must lie in 0..{ID_MASK}")
+    room = len(ids) * max(min(cfg.cap, len(ids) - 1), 0)
+    # One buffer for both outputs: numpy asks for huge pages for big ones, which spares
+    # the kernel a page fault for every 4 KiB it writes.
+    out = np.empty(2 * room)
+    keys, dist = out[:room].view(np.int64), out[room:]
+    filled = _kernel.visible_pairs(
+        ids,
+        np.ascontiguousarray(xz[:, 0], dtype=np.float64),
+        np.ascontiguousarray(xz[:, 1], dtype=np.float64),
+        np.ascontiguousarray(previous.keys, dtype=np.int64),
         float(cfg.radius),
         float(cfg.margin),
         int(cfg.cap),
+        keys,
+        dist,
     )
+    keys, dist = keys[:filled], dist[:filled]
+    if 2 * filled < room:  # do not hold on to a mostly empty buffer
+        keys, dist = keys.copy(), dist.copy()
     return Visible(keys, dist)
 
 

@@ -135,3 +135,61 @@ def test_viewer_slices_cover_every_pair():
     assert sum(s.stop - s.start for s in slices.values()) == len(visible.keys)
     for viewer, part in slices.items():
         assert np.all(visible.keys[part] >> ID_BITS == viewer)
+
+
+DENSE = InterestConfig(radius=12.0, margin=1.5, cap=32)
+
+
+@pytest.mark.parametrize("cfg", [CFG, DENSE])
+def test_dense_crowds_match(cfg):
+    """Hundreds within the radius, so the cap, the bar and the cut do all the work."""
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        n = int(rng.integers(100, 400))
+        base = rng.normal(0, rng.choice([1.0, 4.0, 10.0]), (n, 2))
+        base[: n // 5] = base[0]  # a knot of avatars on one spot
+        ids = rng.choice(65536, n, replace=False).astype(np.int64)
+        frames = [base]
+        for step in (0.05, 0.5, 3.0):
+            frames.append(frames[-1] + rng.normal(0, step, (n, 2)))
+        run_both(ids, frames, cfg)
+
+
+def test_first_tick_and_big_caps_match():
+    rng = np.random.default_rng(12)
+    for cap in (1, 2, 70, 1000):
+        cfg = InterestConfig(radius=6.0, margin=1.0, cap=cap)
+        xz = rng.normal(0, 3.0, (150, 2))
+        run_both(np.arange(150, dtype=np.int64), [xz, xz + rng.normal(0, 0.3, xz.shape)], cfg)
+
+
+def test_far_flung_and_non_finite_positions_match():
+    """A spread too wide for a fine grid, and positions a broken client might send."""
+    rng = np.random.default_rng(13)
+    odd = [np.nan, np.inf, -np.inf, 1e300, -1e300, 1e15, -3e14]
+    for _ in range(30):
+        n = int(rng.integers(2, 60))
+        xz = rng.uniform(-20, 20, (n, 2))
+        xz[rng.random((n, 2)) < 0.15] = rng.choice(odd)
+        ids = rng.choice(2000, n, replace=False).astype(np.int64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            run_both(ids, [xz, xz + rng.normal(0, 1.0, (n, 2))])
+
+
+def test_previous_may_name_avatars_that_left():
+    rng = np.random.default_rng(14)
+    ids = np.arange(1, 81, dtype=np.int64)
+    xz = rng.uniform(0, 15, (80, 2))
+    before = compute_visible(ids, xz, Visible.empty(), CFG)
+    stay = rng.random(80) < 0.6
+    after = brute_force_visible(ids[stay], xz[stay], before, CFG)
+    now = compute_visible(ids[stay], xz[stay], before, CFG)
+    assert np.array_equal(now.keys, after.keys)
+    assert np.array_equal(now.dist, after.dist)
+
+
+def test_bad_ids_are_refused():
+    with pytest.raises(ValueError, match="unique"):
+        compute_visible(np.array([3, 5, 3]), np.zeros((3, 2)), Visible.empty(), CFG)
+    with pytest.raises(ValueError, match="lie in"):
+        compute_visible(np.array([1, 1 << ID_BITS]), np.zeros((2, 2)), Visible.empty(), CFG)
