@@ -99,7 +99,7 @@ def _unpack_smallest_three(packed: npt.NDArray[np.uint32], bits: int) -> FloatAr
         comps[:, slot] = (value & mask).astype(np.float64) / steps * 2.0 * _HALF_SQRT2
         comps[:, slot] -= _HALF_SQRT2
         value = value >> np.uint32(bits)
-    largest = value.astype(np.int64)
+    largest = value.astype(np.int64) & 3  # callers reject bodies with bits above the index
     rows = np.arange(len(packed))
     out = np.zeros((len(packed), 4))
     for slot in range(3):
@@ -137,6 +137,15 @@ def decode_bodies(bodies: npt.NDArray[np.void]) -> FloatArray:
         out[:, part, :3] = dequantize_positions(bodies[f"{name}_pos"])
         out[:, part, 3:] = _unpack_smallest_three(_bytes_to_u24(bodies[f"{name}_rot"]), _HAND_BITS)
     return out
+
+
+def valid_bodies(bodies: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
+    """Which bodies are well formed: a hand orientation's 24 bits leave one bit above
+    the 2-bit index, and it must be zero (a head's 32 bits have none to spare)."""
+    spare = np.uint8(0x80)
+    return np.asarray(
+        ((bodies["left_rot"][:, 2] & spare) == 0) & ((bodies["right_rot"][:, 2] & spare) == 0)
+    )
 
 
 def body_from_bytes(data: bytes) -> npt.NDArray[np.void]:

@@ -489,7 +489,12 @@ class WorldServer:
             deadline += period
             await trio.sleep_until(deadline)
             started = time.perf_counter()
-            self.tick(trio.current_time())
+            try:
+                self.tick(trio.current_time())
+            except Exception:
+                # A bug must not take the clinic down: count it, say it, keep ticking.
+                self.metrics.rejected.labels("tick_error").inc()
+                log.exception("a tick failed; the world goes on")
             self.metrics.observe_tick(time.perf_counter() - started)
             self.metrics.flush()
             behind = trio.current_time() - deadline

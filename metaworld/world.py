@@ -296,6 +296,12 @@ class World:
             return [], malformed
         idx = np.array(ids)
         packed = np.frombuffer(b"".join(bodies), dtype=quant.BODY_DTYPE)
+        valid = quant.valid_bodies(packed)
+        if not valid.all():
+            malformed += idx[~valid].tolist()
+            idx, packed = idx[valid], packed[valid]
+            if not len(idx):
+                return [], malformed
         poses = quant.decode_bodies(packed)
         poses[:, :, :3] += self.room_min[idx][:, None, :]
         problem = self._pose_problems(idx, poses, now)

@@ -358,3 +358,19 @@ async def test_pose_reaches_the_peer_within_two_ticks(world_server, ws_url, make
             delays.append(trio.current_time() - sent)
             await trio.sleep(period * 0.37)
         assert sorted(delays)[len(delays) // 2] <= 2 * period
+
+
+async def test_a_pose_with_an_impossible_hand_orientation_is_refused(
+    world_server, ws_url, make_token
+):
+    async with (
+        metaworld_sdk.connect(ws_url, make_token("evil", "patient")) as evil,
+        metaworld_sdk.connect(ws_url, make_token("calm")) as calm,
+    ):
+        await evil.wait_for(lambda c: c.last_tick > 0)
+        body = bytearray(28)
+        body[18] = 0x80  # a hand orientation index of 4: there are only 0..3
+        await evil._send(protocol.Pose(evil.epoch, bytes(body)))
+        await evil.wait_for(lambda c: any(e.code == "bad_pose" for e in c.errors))
+        tick = calm.last_tick
+        await calm.wait_for(lambda c: c.last_tick >= tick + 5, timeout=3)

@@ -131,3 +131,16 @@ def test_standing_pose_is_level():
     pose = standing_pose(1.0, 2.0, 0.0)
     assert pose[0, 1] == pytest.approx(1.6)
     assert np.allclose(np.linalg.norm(pose[:, 3:], axis=1), 1.0)
+
+
+def test_a_body_with_bits_above_a_hand_index_is_malformed_not_a_crash(world):
+    a = world.spawn("a", "clinician", None, 0.0)
+    body = bytearray(world.body_of(a.id))
+    for offset in (18, 27):  # the top byte of each hand's 24-bit orientation
+        evil = bytearray(body)
+        evil[offset] |= 0x80
+        corrections, malformed = world.apply_poses([(a.id, a.epoch, bytes(evil))], 0.1)
+        assert malformed == [a.id] and not corrections
+    rng = np.random.default_rng(5)
+    for _ in range(2000):  # any 28 bytes are either a pose or malformed, never an error
+        world.apply_poses([(a.id, a.epoch, rng.bytes(28))], 0.1)
