@@ -251,7 +251,7 @@ class WorldServer:
         with DbSession(self.config.engine) as db, db.begin():
             for row in db.scalars(select(RoomState)):
                 if row.room in self.world.rooms:
-                    self.world.allow_lists.setdefault(row.room, set()).update(row.allowed_patients)
+                    self.world.admitted.setdefault(row.room, set()).update(row.allowed_patients)
             db.execute(
                 update(SessionRow).where(SessionRow.closed.is_(None)).values(closed=utcnow())
             )
@@ -527,6 +527,8 @@ class WorldServer:
             if owner is not None and owner.outbox is not None:
                 owner.outbox.put_state(out)
         self.metrics.avatars.set(len(self.world.avatars))
+        if self.world.admissions_changed:
+            self._save_admissions()
 
     def _expire_detached(self, now: float) -> None:
         for session in list(self.sessions.values()):
@@ -635,15 +637,20 @@ class WorldServer:
                 session.push(data)
 
     def _admit(self, session: Session, patient: int) -> None:
-        room = self.world.admit(session.avatar_id, patient)
-        allowed = sorted(self.world.allow_lists[room])
+        self.world.admit(session.avatar_id, patient)
 
-        def save(db: DbSession) -> None:
-            row = db.get(RoomState, room) or RoomState(room=room)
-            row.allowed_patients = allowed
-            db.add(row)
+    def _save_admissions(self) -> None:
+        """Store the admission lists that changed this tick (admitted, or used up)."""
+        for room in self.world.admissions_changed:
+            allowed = sorted(self.world.admitted.get(room, set()))
 
-        self._store(save)
+            def save(db: DbSession, room: str = room, allowed: list[str] = allowed) -> None:
+                row = db.get(RoomState, room) or RoomState(room=room)
+                row.allowed_patients = allowed
+                db.add(row)
+
+            self._store(save)
+        self.world.admissions_changed.clear()
 
     def _chat(self, session: Session, text: str, now: float) -> None:
         elapsed = now - session.chat_checked

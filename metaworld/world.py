@@ -88,7 +88,9 @@ class World:
     layout: Layout
     label_secret: bytes
     avatars: dict[int, Avatar] = field(default_factory=dict)
-    allow_lists: dict[str, set[str]] = field(default_factory=dict)
+    # Patients a staff member admitted to an appointment room: each admission is for one
+    # visit and is used up when the patient leaves that room.
+    admitted: dict[str, set[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rooms: dict[str, Room] = {room.id: room for room in self.layout.rooms}
@@ -102,8 +104,10 @@ class World:
         self.records["id"] = np.arange(MAX_AVATARS + 1)
         self.occupants: dict[str, set[int]] = {room_id: set() for room_id in self.rooms}
         self._next_id = 1
+        self.appointments: dict[str, set[str]] = {}  # standing, from the layout
         for appt in self.layout.appointments:
-            self.allow_lists.setdefault(appt.room, set()).add(appt.patient)
+            self.appointments.setdefault(appt.room, set()).add(appt.patient)
+        self.admissions_changed: set[str] = set()  # rooms whose admissions need saving
 
     # ------------------------------------------------------------ avatars
 
@@ -123,8 +127,16 @@ class World:
     def remove(self, avatar_id: int) -> Avatar | None:
         avatar = self.avatars.pop(avatar_id, None)
         if avatar is not None:
+            self._used_up(avatar)
             self.occupants[avatar.room].discard(avatar_id)
         return avatar
+
+    def _used_up(self, avatar: Avatar) -> None:
+        """A patient leaving an appointment room has had the visit they were admitted for."""
+        admitted = self.admitted.get(avatar.room)
+        if admitted is not None and avatar.subject in admitted:
+            admitted.discard(avatar.subject)
+            self.admissions_changed.add(avatar.room)
 
     def _allocate_id(self) -> int:
         if len(self.avatars) >= MAX_AVATARS:
@@ -148,6 +160,8 @@ class World:
         return best[0], best[2]
 
     def _put(self, avatar: Avatar, room: Room, xz: tuple[float, float]) -> None:
+        if avatar.room != room.id:
+            self._used_up(avatar)
         self.occupants[avatar.room].discard(avatar.id)
         avatar.room = room.id
         self.occupants[room.id].add(avatar.id)
@@ -181,7 +195,8 @@ class World:
         if (
             room.appointment
             and avatar.role == "patient"
-            and avatar.subject not in self.allow_lists.get(room.id, set())
+            and avatar.subject not in self.appointments.get(room.id, set())
+            and avatar.subject not in self.admitted.get(room.id, set())
         ):
             return "no_appointment"
         if avatar.room != room.id and len(self.occupants[room.id]) >= room.capacity:
@@ -250,7 +265,8 @@ class World:
         room = self.rooms[staff.room]
         if not room.appointment:
             raise WorldError("bad_target")
-        self.allow_lists.setdefault(room.id, set()).add(patient.subject)
+        self.admitted.setdefault(room.id, set()).add(patient.subject)
+        self.admissions_changed.add(room.id)
         return room.id
 
     # ------------------------------------------------------------ movement

@@ -80,7 +80,7 @@ async def test_accounts_sessions_allow_lists_and_chat_survive_a_restart(
     async with trio.open_nursery() as nursery:
         server = WorldServer(server_config(data_dir, db_url), label_secret=b"s")
         await nursery.start(server.serve)
-        assert "patient-1" in server.world.allow_lists["therapy"]
+        assert "patient-1" in server.world.admitted["therapy"]
         assert all(s.closed is not None for s in rows(server.config.engine, SessionRow))
         nursery.cancel_scope.cancel()
     config.engine.dispose()

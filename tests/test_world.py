@@ -144,3 +144,25 @@ def test_a_body_with_bits_above_a_hand_index_is_malformed_not_a_crash(world):
     rng = np.random.default_rng(5)
     for _ in range(2000):  # any 28 bytes are either a pose or malformed, never an error
         world.apply_poses([(a.id, a.epoch, rng.bytes(28))], 0.1)
+
+
+def test_an_admission_is_for_one_visit(world):
+    doc = world.spawn("dr", "clinician", None, 0.0)
+    alice = world.spawn("alice", "patient", None, 0.0)
+    bob = world.spawn("bob", "patient", None, 0.0)
+    world.join_room(doc.id, "consult-2", 1.0)
+    world.admit(doc.id, alice.id)
+    world.join_room(alice.id, "consult-2", 2.0)
+    world.join_room(alice.id, "lobby", 3.0)  # the visit is over
+    world.admit(doc.id, bob.id)  # the next patient's consultation
+    with pytest.raises(WorldError, match="no_appointment"):
+        world.join_room(alice.id, "consult-2", 4.0)
+    assert world.join_room(bob.id, "consult-2", 4.0).room == "consult-2"
+    world.remove(bob.id)  # leaving the world ends the visit too
+    assert "bob" not in world.admitted["consult-2"]
+    assert world.admissions_changed == {"consult-2"}
+    # Standing appointments from the layout stay.
+    demo = world.spawn("demo-patient", "patient", None, 0.0)
+    for t in (5.0, 7.0):
+        world.join_room(demo.id, "consult-1", t)
+        world.join_room(demo.id, "lobby", t + 1)
