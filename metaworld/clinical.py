@@ -222,17 +222,14 @@ class ClinicalDesk:
             status="active",
             period=Period(now, now + dt.timedelta(seconds=message.duration_s)),
             date_time=now,
+            # A permit scoped to one actor, purpose and categories: it opens just that, so
+            # several grants add up (a "deny all, except" root would veto the others).
             provision=Provision(
-                type="deny",
-                provision=[
-                    Provision(
-                        type="permit",
-                        actor=[actor],
-                        action=["access"],
-                        purpose=[message.purpose],
-                        data_class=list(message.categories),
-                    )
-                ],
+                type="permit",
+                actor=[actor],
+                action=["access"],
+                purpose=[message.purpose],
+                data_class=list(message.categories),
             ),
         )
         record = session.identity.record_id
@@ -355,8 +352,7 @@ class ClinicalDesk:
 
 def _summary(stored: Any, labels: dict[str, str]) -> protocol.ConsentSummary:
     consent = stored.consent
-    rules = consent.provision.provision or [consent.provision]
-    rule = rules[0]
+    rule = consent.provision
     actors = [a.reference for a in rule.actor if a.reference]
     grantee = ", ".join(labels.get(a, a) for a in actors) if actors else "every clinician"
     end = consent.period.end if consent.period is not None else None

@@ -306,3 +306,34 @@ async def test_a_granted_consent_is_audited_with_the_categories_shared(
         assert isinstance(granted, protocol.ConsentResult) and granted.ok
     [entry] = [e.entry for e in ledger.entries(limit=10, kind="consent_granted")]
     assert entry.categories == ["vital_signs", "allergies"]
+
+
+async def test_grants_add_up_and_each_revocation_withdraws_only_its_own(
+    start_server, make_token, consent_engine, data_dir
+):
+    ledger = Ledger(consent_engine, load_or_create_ledger_key(data_dir))
+    server = await start_server(consent=InProcessConsentService(consent_engine, ledger))
+    url = f"ws://127.0.0.1:{server.ws_port}/"
+    bibi = patient_id_of(next(b for b in bundles() if "Bibi" in b.name))
+    scopes = ("user/*.rs",)
+    async with (
+        metaworld_sdk.connect(url, make_token("dr-a", scopes=scopes)) as a,
+        metaworld_sdk.connect(url, make_token("dr-b", scopes=scopes)) as b,
+        metaworld_sdk.connect(url, make_token("bibi", "patient", patient=bibi)) as pat,
+    ):
+        await in_room(a, b, pat)
+
+        async def ask(doc, categories):
+            return type(await doc.reply(await doc.request_record(pat.avatar_id, categories)))
+
+        first = await pat.reply(await pat.grant_consent(["vital_signs"], grantee=a.avatar_id))
+        await pat.reply(await pat.grant_consent(["vital_signs"], grantee=b.avatar_id))
+        await pat.reply(await pat.grant_consent(["medications"], grantee=a.avatar_id))
+        assert await ask(a, ["vital_signs"]) is protocol.RecordShown
+        assert await ask(b, ["vital_signs"]) is protocol.RecordShown
+        assert await ask(a, ["medications"]) is protocol.RecordShown
+        assert await ask(b, ["medications"]) is protocol.RecordDenied
+        await pat.reply(await pat.revoke_consent(first.consent))
+        assert await ask(a, ["vital_signs"]) is protocol.RecordDenied
+        assert await ask(b, ["vital_signs"]) is protocol.RecordShown
+        assert await ask(a, ["medications"]) is protocol.RecordShown
