@@ -37,6 +37,7 @@ from metaworld.consent import (
     Provision,
 )
 from metaworld.consent.model import Period
+from metaworld.world import pseudonym
 
 if TYPE_CHECKING:
     from metaworld.server import Session, WorldServer
@@ -317,7 +318,7 @@ class ClinicalDesk:
         if caller is None:
             return
         record = session.identity.record_id
-        labels = self._labels()
+        label = self._labels()
 
         def call() -> Any:
             return (
@@ -331,8 +332,8 @@ class ClinicalDesk:
                 session.id,
                 protocol.ConsentState(
                     message.request,
-                    [_summary(s, labels) for s in stored],
-                    [_disclosure(e, labels) for e in history],
+                    [_summary(s, label) for s in stored],
+                    [_disclosure(e, label) for e in history],
                 ),
             )
 
@@ -342,19 +343,28 @@ class ClinicalDesk:
         if not self._submit(session, _Job(session.id, call, done, failed)):
             session.send(protocol.Error("busy", protocol.ERROR_CODES["busy"]))
 
-    def _labels(self) -> dict[str, str]:
-        """Subject -> label for the people in the world now (staff names, pseudonyms)."""
-        return {
+    def _labels(self) -> Callable[[str, str], str]:
+        """How a person in the accounting is named: staff by the label they are known
+        by now (else their id), patients always by their pseudonym, never their id."""
+        present = {
             s.identity.subject: self.server.replicator.info(s.avatar_id).label
             for s in self.server.sessions.values()
         }
+        secret = self.server.world.label_secret
+
+        def label(subject: str, role: str) -> str:
+            if role == "patient":
+                return pseudonym(secret, subject)
+            return present.get(subject, subject)
+
+        return label
 
 
-def _summary(stored: Any, labels: dict[str, str]) -> protocol.ConsentSummary:
+def _summary(stored: Any, label: Callable[[str, str], str]) -> protocol.ConsentSummary:
     consent = stored.consent
     rule = consent.provision
-    actors = [a.reference for a in rule.actor if a.reference]
-    grantee = ", ".join(labels.get(a, a) for a in actors) if actors else "every clinician"
+    actors = [a for a in rule.actor if a.reference]
+    grantee = ", ".join(label(a.reference, a.role) for a in actors) if actors else "every clinician"
     end = consent.period.end if consent.period is not None else None
     return protocol.ConsentSummary(
         consent.id,
@@ -367,11 +377,11 @@ def _summary(stored: Any, labels: dict[str, str]) -> protocol.ConsentSummary:
     )
 
 
-def _disclosure(entry: Any, labels: dict[str, str]) -> protocol.Disclosure:
+def _disclosure(entry: Any, label: Callable[[str, str], str]) -> protocol.Disclosure:
     return protocol.Disclosure(
         entry.at_ms,
         entry.kind,
-        labels.get(entry.actor, entry.actor),
+        label(entry.actor, entry.role),
         entry.role,
         list(entry.categories),
         entry.purpose,

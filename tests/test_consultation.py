@@ -70,7 +70,10 @@ async def test_the_consultation_story(story_db, data_dir):
     assert result.purged_after_ticks is not None and result.purged_after_ticks <= 1
     assert result.access_entries == 5  # every attempt, permit or deny, is in the ledger
     assert result.ledger_ok
-    assert "record views held by anyone else: 0" in "\n".join(lines)
+    told = "\n".join(lines)
+    assert "record views held by anyone else: 0" in told
+    # The accounting names the other patient by pseudonym, never by account id.
+    assert "other-patient" not in told and "Patient " in told
 
 
 def free_port() -> int:
