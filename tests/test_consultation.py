@@ -340,3 +340,14 @@ async def test_grants_add_up_and_each_revocation_withdraws_only_its_own(
         assert await ask(a, ["vital_signs"]) is protocol.RecordDenied
         assert await ask(b, ["vital_signs"]) is protocol.RecordShown
         assert await ask(a, ["medications"]) is protocol.RecordShown
+
+
+async def test_ledger_verify_refuses_entries_no_checkpoint_covers(data_dir, tmp_path):
+    db = data_dir / "metaworld.db"
+    await run_demo(f"sqlite:///{db}", data_dir, bundles(), lambda _: None)
+    stripped = tmp_path / "no-checkpoints.db"
+    shutil.copy(db, stripped)
+    with sqlite3.connect(stripped) as conn:
+        conn.execute("DELETE FROM ledger_checkpoints")
+    out = verify(data_dir, f"sqlite:///{stripped}")
+    assert out.returncode == 1 and "UNSIGNED: entries 0 to" in out.stdout

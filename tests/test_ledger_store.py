@@ -385,8 +385,11 @@ def test_verify_command_reports_and_returns_a_status(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    filled(engine, key)
+    ledger = filled(engine, key)
     url = f"sqlite:///{db_path}"
+    assert verify_command(url, tmp_path) == 1  # the newest entries are not signed yet
+    assert "UNSIGNED" in capsys.readouterr().out
+    ledger.checkpoint()
     assert verify_command(url, tmp_path) == 0
     assert "intact" in capsys.readouterr().out
 

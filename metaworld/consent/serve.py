@@ -377,14 +377,15 @@ def cmd_consent_serve(args: argparse.Namespace, *, clock: Clock = system_clock) 
 
     engine = make_engine(db_url)
     status = 0
+    service = InProcessConsentService(engine, Ledger(engine, ledger_key), clock)
     try:
-        service = InProcessConsentService(engine, Ledger(engine, ledger_key), clock)
         trio.run(_serve_until_signal, build_app(service, verifier), args.host, args.port)
     except* OSError as failed:  # the port is taken, or the address is not ours
         reason = _first_leaf(failed)
         print(f"metaworld: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         status = 1
     finally:
+        service.checkpoint()  # leave no entry outside a signed checkpoint
         engine.dispose()
     return status
 

@@ -195,10 +195,17 @@ class InProcessConsentService:
         self._ledger = ledger
         self._clock = clock
         self._salt = salt if salt is not None else load_or_create_salt(engine)
+        self._signed_size = -1
 
-    def checkpoint(self) -> str:
-        """Sign a checkpoint of the ledger as it stands (at shutdown, or on a timer)."""
-        return self._ledger.checkpoint()
+    def checkpoint(self) -> str | None:
+        """Sign a checkpoint of the ledger if it grew since the last one signed here (on a
+        timer and at shutdown); returns its text, or None when there was nothing new."""
+        size = self._ledger.size()
+        if size in (0, self._signed_size):
+            return None
+        text = self._ledger.checkpoint()
+        self._signed_size = size
+        return text
 
     def opaque(self, patient_id: str) -> str:
         """The opaque id under which the ledger knows this patient."""

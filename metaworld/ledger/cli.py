@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from metaworld.ledger._audit import VerifyReport, verify_store
 from metaworld.ledger._ledger import LedgerError
 from metaworld.ledger.checkpoint import KEY_FILE, LedgerKeyError, load_ledger_key
+from metaworld.ledger.store import CheckpointRow
 from metaworld.store import normalize_url
 
 # Exit statuses of `verify_command`.
@@ -22,9 +23,10 @@ EXIT_CANNOT_CHECK = 2
 def verify_command(db_url: str, data_dir: Path) -> int:
     """Audit the ledger at `db_url` with the key in `data_dir`; print a short report.
 
-    Returns 0 when every entry and checkpoint checks out, 1 naming the first bad entry or
-    checkpoint, 2 when the audit cannot run (no key, no ledger tables). Reads only: it
-    neither creates a key nor creates tables.
+    Returns 0 when every entry and checkpoint checks out and the newest checkpoint covers
+    every entry, 1 naming the first bad entry or checkpoint or the first unsigned entry,
+    2 when the audit cannot run (no key, no ledger tables). Reads only: it neither
+    creates a key nor creates tables.
     """
     key_path = data_dir / KEY_FILE
     if not key_path.exists():
@@ -42,6 +44,8 @@ def verify_command(db_url: str, data_dir: Path) -> int:
             print("cannot verify: the database has no ledger tables")
             return EXIT_CANNOT_CHECK
         report = verify_store(engine, public_key)
+        with engine.connect() as conn:
+            signed = conn.execute(select(func.max(CheckpointRow.size))).scalar() or 0
     except (SQLAlchemyError, LedgerError) as exc:
         print(f"cannot verify: {exc}")
         return EXIT_CANNOT_CHECK
@@ -49,6 +53,14 @@ def verify_command(db_url: str, data_dir: Path) -> int:
         engine.dispose()
 
     print(describe(report))
+    if report.ok and signed < report.size:
+        # Without a checkpoint over them, entries could have been added, rewritten
+        # together with their hashes, or had their checkpoints deleted: unprovable.
+        print(
+            f"UNSIGNED: entries {signed} to {report.size - 1} are covered by no signed "
+            "checkpoint (a running server signs one every 30 s and at shutdown)"
+        )
+        return EXIT_TAMPERED
     return EXIT_INTACT if report.ok else EXIT_TAMPERED
 
 
