@@ -26,6 +26,8 @@ from metaworld.roles import ROLES, Role
 DEV_ISSUER: Final = "metaworld-dev"
 AUDIENCE: Final = "metaworld"
 TOKEN_TYPE: Final = "at+jwt"
+# RFC 9068 allows the media type with or without its "application/" prefix.
+_TOKEN_TYPES: Final = frozenset({TOKEN_TYPE, f"application/{TOKEN_TYPE}"})
 DEV_KEY_FILE: Final = "dev_jwt_ed25519.pem"
 DEFAULT_LEEWAY_S: Final = 30
 MAX_TTL_S: Final = 7 * 24 * 3600
@@ -70,7 +72,7 @@ class Verifier:
             raise TokenError("token is not a well-formed JWT") from exc
         if header.get("alg") not in self.algorithms:
             raise TokenError(f"token algorithm {header.get('alg')!r} is not accepted")
-        if str(header.get("typ", "")).lower() != TOKEN_TYPE:
+        if str(header.get("typ", "")).lower() not in _TOKEN_TYPES:
             raise TokenError(f"token type must be {TOKEN_TYPE!r}")
         claims = self._decode_with_any_key(token)
         return _identity_from(claims)
@@ -111,6 +113,8 @@ def _identity_from(claims: dict[str, Any]) -> Identity:
     for claim in _INT_CLAIMS:
         if claim in claims and (type(claims[claim]) is not int):
             raise TokenError(f"token claim {claim!r} must be an integer timestamp")
+    if claims["exp"] - claims["iat"] > MAX_TTL_S:
+        raise TokenError(f"token lifetime is over {MAX_TTL_S // 86400} days")
     sub = claims["sub"]
     if not isinstance(sub, str) or not 0 < len(sub) <= 255:
         raise TokenError("token subject must be a non-empty string")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -64,6 +65,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         layout = load_layout(args.world)
     except LayoutError as exc:
         print(f"metaworld: {exc}", file=sys.stderr)
+        return 2
+    if not (args.jwt_pem or args.jwks) and not _is_loopback(args.host):
+        print(
+            "metaworld: development keys mint tokens for anyone who can reach the HTTP port; "
+            "serve beyond loopback only with --jwt-pem or --jwks",
+            file=sys.stderr,
+        )
         return 2
     if args.jwt_pem or args.jwks:
         verifier = verifier_from_files(
@@ -184,8 +192,20 @@ def cmd_consent_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(_: argparse.Namespace) -> int:
-    print(json.dumps(protocol.json_schema(), indent=2))
+    try:
+        print(json.dumps(protocol.json_schema(), indent=2))
+    except BrokenPipeError:  # `metaworld schema | head`
+        sys.stderr.close()
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------- parser
@@ -292,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("metaworld.http.hypercorn").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     return int(args.func(args))
 
 

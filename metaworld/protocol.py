@@ -387,7 +387,7 @@ ERROR_CODES: Final = {
     "bad_target": "the target point is outside the room or inside furniture",
     "bad_pose": "the pose body is malformed",
     "not_staff": "only staff may do that",
-    "unknown_avatar": "no such avatar in your room",
+    "unknown_avatar": "no such patient avatar",
     "rate_limited": "too many requests of this kind; slow down",
     "not_patient": "only a patient may change their own consent",
     "busy": "too many record or consent requests waiting; try again",

@@ -329,7 +329,12 @@ class WorldServer:
     def _open_session(self, identity: Identity, hello: protocol.Hello) -> Session:
         now = trio.current_time()
         old = self.by_subject.get(identity.subject)
-        if old is not None and hello.session == old.id and old.state != SessionState.CLOSED:
+        if (
+            old is not None
+            and hello.session == old.id
+            and old.state != SessionState.CLOSED
+            and identity.role == old.identity.role  # a role change is a new session
+        ):
             if old.cancel is not None:  # a half-open connection still holds it
                 old.outbox = None
                 old.cancel.cancel()

@@ -28,6 +28,9 @@ MAX_AVATARS: Final = 65535  # avatar ids are uint16 on the wire; 0 is never used
 HAND_REACH_M: Final = 1.2  # a hand further than this from the head is not a hand
 WALL_MARGIN_M: Final = 0.15  # keep heads this far from walls
 POSE_SLACK_M: Final = 0.35  # tracking jitter and leaning allowed beyond max speed
+# Walking credit saved up while standing still (or not sending) is capped, so a client
+# cannot pause and then jump: at most this many seconds of walking count at once.
+MAX_STRIDE_S: Final = 1.0
 TELEPORT_RANGE_M: Final = 12.0  # longest point-and-teleport hop
 EYE_HEIGHT_M: Final = 1.6
 # Why a pose was refused, in the order the rules are checked (Correction.reason).
@@ -357,7 +360,8 @@ class World:
                 )
         height = (head[:, 1] >= lo[:, 1]) & (head[:, 1] <= hi[:, 1])
         old = self.poses[idx, 0]
-        allowed = self.layout.max_speed_mps * np.maximum(now - self.last_move[idx], 0.0)
+        elapsed = np.clip(now - self.last_move[idx], 0.0, MAX_STRIDE_S)
+        allowed = self.layout.max_speed_mps * elapsed
         walked = np.hypot(head[:, 0] - old[:, 0], head[:, 2] - old[:, 2])
         speed = walked <= allowed + POSE_SLACK_M
         hands = np.linalg.norm(poses[:, 1:, :3] - head[:, None, :], axis=2)

@@ -374,3 +374,18 @@ async def test_a_pose_with_an_impossible_hand_orientation_is_refused(
         await evil.wait_for(lambda c: any(e.code == "bad_pose" for e in c.errors))
         tick = calm.last_tick
         await calm.wait_for(lambda c: c.last_tick >= tick + 5, timeout=3)
+
+
+async def test_resuming_with_another_role_is_a_new_session(world_server, ws_url, make_token):
+    async with metaworld_sdk.connect(ws_url, make_token("shape", "patient")) as first:
+        await first.wait_for(lambda c: c.last_tick > 0)
+        session = first.session
+    raw = protocol.encode(
+        protocol.Hello(make_token("shape", "admin"), "bot", protocol.PROTOCOL_VERSION, session)
+    )
+    async with open_websocket(ws_url) as ws:
+        await ws.send_message(raw)
+        with trio.fail_after(10):
+            welcome = protocol.decode_server(await ws.get_message())
+    assert isinstance(welcome, protocol.Welcome)
+    assert welcome.session != session and welcome.you.role == "admin"

@@ -166,3 +166,11 @@ def test_an_admission_is_for_one_visit(world):
     for t in (5.0, 7.0):
         world.join_room(demo.id, "consult-1", t)
         world.join_room(demo.id, "lobby", t + 1)
+
+
+def test_standing_still_saves_up_no_more_than_a_second_of_walking(world):
+    a = world.spawn("a", "clinician", None, 0.0)
+    pose = world.poses[a.id].copy()
+    pose[:, 0] += 8.0  # after a 6 s pause: 18 m of credit if pauses counted in full
+    correction = world.apply_pose(a.id, a.epoch, body(world, a.id, pose), 6.0)
+    assert correction is not None and correction.reason == "speed"
