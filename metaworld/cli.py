@@ -171,16 +171,17 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 def cmd_consent_demo(args: argparse.Namespace) -> int:
     from metaworld.demo import run_demo
 
+    # Its own database by default (the keys are shared): the demo runs its own server,
+    # and two servers must never append to one ledger.
     data_dir = _data_dir(args.data_dir)
+    db_url = args.db or os.environ.get("METAWORLD_DB") or f"sqlite:///{data_dir / 'demo.db'}"
     shared = Path(args.patients)
     bundles = sorted(shared.glob("*.json"))
     if not bundles:
         print(f"metaworld: no FHIR bundles in {shared}", file=sys.stderr)
         return 2
     logging.getLogger("metaworld").setLevel(logging.WARNING)
-    result = trio.run(
-        run_demo, _db_url(args.db, data_dir), data_dir, bundles, print, args.consent_url
-    )
+    result = trio.run(run_demo, db_url, data_dir, bundles, print, args.consent_url)
     good = (
         result.outcomes.get("consented clinician") == "RecordShown"
         and all(
