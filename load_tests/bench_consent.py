@@ -24,6 +24,7 @@ from metaworld.consent import (
 )
 from metaworld.ledger import Ledger
 from metaworld.records import import_bundles
+from metaworld.server import quiet_garbage_collector
 from metaworld.store import make_engine
 
 SYNTHEA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "synthea-r4"
@@ -51,6 +52,9 @@ def run(requests: int) -> dict[str, float]:
             ),
         )
         service.grant(patient, consent, by=Caller("p", "patient", patient))
+        # As in the server, which freezes its start-up heap so that full collections
+        # (of the FHIR and ORM models above all) do not stall it.
+        quiet_garbage_collector()
 
         def request(actor: str) -> AccessRequest:
             return AccessRequest(

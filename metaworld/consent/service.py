@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Final, Literal, Protocol
 
 import msgspec
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -511,15 +511,30 @@ def _check_editor(by: Caller, patient: str) -> None:
         raise NotAllowedError("a patient may change only their own consents")
 
 
+# The queries of every decision, built once: composing a SELECT costs more than running
+# it on SQLite (it was two thirds of a decision's time).
+_ALL_CONSENTS = (
+    select(ConsentRow.body, ConsentRow.version)
+    .where(ConsentRow.patient_id == bindparam("patient"))
+    .order_by(ConsentRow.id)
+)
+_ACTIVE_CONSENTS = _ALL_CONSENTS.where(ConsentRow.status == "active")
+_OVERRIDES = select(BreakGlassRow).where(
+    (BreakGlassRow.end_logged.is_(False) & (BreakGlassRow.end_ms <= bindparam("now")))
+    | (
+        (BreakGlassRow.actor == bindparam("actor"))
+        & (BreakGlassRow.patient_id == bindparam("patient"))
+        & (BreakGlassRow.start_ms <= bindparam("now"))
+        & (BreakGlassRow.end_ms > bindparam("now"))
+    )
+)
+
+
 def _current_consents(
     session: Session, patient: str, *, only_active: bool = True
 ) -> list[StoredConsent]:
-    query = select(ConsentRow).where(ConsentRow.patient_id == patient)
-    if only_active:
-        query = query.where(ConsentRow.status == "active")
-    rows = session.execute(
-        query.with_only_columns(ConsentRow.body, ConsentRow.version).order_by(ConsentRow.id)
-    )
+    query = _ACTIVE_CONSENTS if only_active else _ALL_CONSENTS
+    rows = session.execute(query, {"patient": patient})
     return [
         StoredConsent(msgspec.json.decode(body, type=Consent), version) for body, version in rows
     ]
@@ -537,15 +552,9 @@ def _overrides(
     session: Session, actor: str, patient: str, now: int
 ) -> tuple[list[tuple[BreakGlassGrant, str]], list[BreakGlassGrant]]:
     """Overrides whose end is due in the ledger, and `actor`'s live ones for `patient`."""
-    due = BreakGlassRow.end_logged.is_(False) & (BreakGlassRow.end_ms <= now)
-    live = (
-        (BreakGlassRow.actor == actor)
-        & (BreakGlassRow.patient_id == patient)
-        & (BreakGlassRow.start_ms <= now)
-        & (BreakGlassRow.end_ms > now)
-    )
     expired, grants = [], []
-    for row in session.scalars(select(BreakGlassRow).where(due | live)):
+    rows = session.scalars(_OVERRIDES, {"actor": actor, "patient": patient, "now": now})
+    for row in rows:
         if row.end_ms > now:
             grants.append(_grant_of(row))
         elif not row.end_logged:
