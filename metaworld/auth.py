@@ -11,7 +11,6 @@ public keys come from a PEM file or a JWKS file.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from metaworld.keys import load_or_create
 from metaworld.roles import ROLES, Role
 
 DEV_ISSUER: Final = "metaworld-dev"
@@ -138,22 +138,14 @@ def _identity_from(claims: dict[str, Any]) -> Identity:
 
 def load_or_create_dev_key(data_dir: Path) -> Ed25519PrivateKey:
     """The development signing key, made on first use and kept in the data directory."""
-    path = data_dir / DEV_KEY_FILE
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise TokenError(f"{path} does not hold an Ed25519 private key")
-        return key
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    key, _ = load_or_create(data_dir / DEV_KEY_FILE, _read_dev_key)
+    return key
+
+
+def _read_dev_key(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise TokenError(f"{path} does not hold an Ed25519 private key")
     return key
 
 

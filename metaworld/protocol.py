@@ -19,6 +19,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from metaworld.layout import Layout
+from metaworld.records.categories import Category
 from metaworld.records.view import RecordView
 from metaworld.roles import Role
 
@@ -121,15 +122,6 @@ class Leave(Tagged, tag="leave"):
     """I am done; end the session (no resume)."""
 
 
-Category = Literal[
-    "demographics",
-    "vital_signs",
-    "conditions",
-    "medications",
-    "immunizations",
-    "allergies",
-    "encounters",
-]
 Categories = Annotated[list[Category], msgspec.Meta(min_length=1, max_length=7)]
 Purpose = Annotated[str, msgspec.Meta(max_length=16)]
 

@@ -21,8 +21,6 @@ Fail closed: a caller treats `ConsentServiceUnavailable` as a deny.
 from __future__ import annotations
 
 import logging
-import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +54,7 @@ from metaworld.consent.errors import (
 from metaworld.consent.evaluate import AccessRequest, BreakGlassGrant, Decision, StoredConsent
 from metaworld.consent.model import Consent
 from metaworld.consent.service import HISTORY_LIMIT, Caller, ConsentRef
+from metaworld.keys import load_or_create
 from metaworld.ledger import LedgerEntry
 from metaworld.records.view import RecordView
 from metaworld.roles import Role
@@ -252,38 +251,13 @@ def load_or_create_service_key(data_dir: Path) -> Ed25519PrivateKey:
     """The service key from `data_dir`, created (mode 0600) with its public half beside
     it on first use. Whoever holds it can call the consent service as the world server."""
     path = data_dir / SERVICE_KEY_FILE
-    if path.exists():
-        if stat.S_IMODE(path.stat().st_mode) & 0o077:
-            log.warning("service key %s is readable by other users", path)
-        return load_service_key(path)
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    # Written whole to a private file, then linked into place: the world server and the
-    # consent service may start together on one data directory, and the loser of the
-    # race reads the winner's key.
-    temporary = data_dir / f".{SERVICE_KEY_FILE}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(pem)
-            file.flush()
-            os.fsync(file.fileno())
-        os.link(temporary, path)
-    except FileExistsError:
-        return load_service_key(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    (data_dir / SERVICE_PUBLIC_KEY_FILE).write_bytes(public)
-    log.info("created service key %s", path)
+    key, created = load_or_create(path, load_service_key)
+    if created:
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        (data_dir / SERVICE_PUBLIC_KEY_FILE).write_bytes(public)
+        log.info("created service key %s", path)
     return key
 
 

@@ -25,15 +25,15 @@ import base64
 import binascii
 import hashlib
 import logging
-import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from metaworld.keys import load_or_create
 
 __all__ = [
     "DEFAULT_KEY_NAME",
@@ -180,33 +180,9 @@ def load_or_create_ledger_key(data_dir: Path) -> Ed25519PrivateKey:
     first use. Whoever holds this file can sign checkpoints: keep it out of backups that
     travel with the database."""
     path = data_dir / KEY_FILE
-    if path.exists():
-        if stat.S_IMODE(path.stat().st_mode) & 0o077:
-            log.warning("ledger key %s is readable by other users", path)
-        return load_ledger_key(path)
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    # Write a private temporary file, then link it into place: the key file appears whole
-    # or not at all, and if another process won the race we use its key instead.
-    temporary = data_dir / f".{KEY_FILE}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(pem)
-            file.flush()
-            os.fsync(file.fileno())
-        os.link(temporary, path)
-    except FileExistsError:
-        return load_ledger_key(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    log.info("created ledger signing key %s", path)
+    key, created = load_or_create(path, load_ledger_key)
+    if created:
+        log.info("created ledger signing key %s", path)
     return key
 
 
