@@ -141,8 +141,7 @@ class Headset:
         if not client.connected:
             return  # between connections: this tick's pose is gone, the next one counts
         seq = (self.poses_sent + 1) % 2**32
-        # TODO: the SDK has no public call for a ready body (see docs/headset.md).
-        await client._send(protocol.Pose(client.epoch, body, seq))
+        await client.send_body(body, seq)
         self.poses_sent += 1
         self.sent_body = body
         pose = quant.decode_bodies(quant.body_from_bytes(body))[0]

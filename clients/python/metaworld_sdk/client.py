@@ -155,6 +155,10 @@ class Client:
         local[:, :, :3] -= self.room_min()
         await self._send(protocol.Pose(self.epoch, quant.encode_bodies(local).tobytes(), seq))
 
+    async def send_body(self, body: bytes, seq: int = 0) -> None:
+        """Send a ready 28-byte room-local pose body (a recorded trace, say) as it is."""
+        await self._send(protocol.Pose(self.epoch, body, seq))
+
     async def send_raw(self, data: bytes) -> None:
         """Send bytes as they are (for tests of the server's input handling)."""
         if self._ws is not None:
