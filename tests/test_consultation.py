@@ -196,6 +196,15 @@ def consent_engine(data_dir):
     engine.dispose()
 
 
+@pytest.fixture
+async def clinic(start_server, consent_engine, data_dir):
+    """A server with the embedded consent service over Bibi's record: (ledger, url, id)."""
+    ledger = Ledger(consent_engine, load_or_create_ledger_key(data_dir))
+    server = await start_server(consent=InProcessConsentService(consent_engine, ledger))
+    bibi = patient_id_of(next(b for b in bundles() if "Bibi" in b.name))
+    return ledger, f"ws://127.0.0.1:{server.ws_port}/", bibi
+
+
 async def in_room(*clients):
     doctor = clients[0]
     await doctor.join_room("consult-3")
@@ -230,13 +239,8 @@ async def test_a_hanging_consent_service_means_deny_and_the_tick_goes_on(
         await doc.wait_for(lambda c: c.last_tick >= tick + 10, timeout=2)  # ticks went on
 
 
-async def test_spoofed_ids_and_missing_scopes_are_denied_alike(
-    start_server, make_token, consent_engine, data_dir
-):
-    ledger = Ledger(consent_engine, load_or_create_ledger_key(data_dir))
-    server = await start_server(consent=InProcessConsentService(consent_engine, ledger))
-    url = f"ws://127.0.0.1:{server.ws_port}/"
-    bibi = patient_id_of(next(b for b in bundles() if "Bibi" in b.name))
+async def test_spoofed_ids_and_missing_scopes_are_denied_alike(clinic, make_token):
+    ledger, url, bibi = clinic
     async with (
         metaworld_sdk.connect(url, make_token("doc", scopes=("user/*.rs",))) as doc,
         metaworld_sdk.connect(url, make_token("noscope")) as noscope,
@@ -268,13 +272,8 @@ async def test_spoofed_ids_and_missing_scopes_are_denied_alike(
     assert len(entries) == 5
 
 
-async def test_break_the_glass_is_time_boxed_and_flagged(
-    start_server, make_token, consent_engine, data_dir
-):
-    ledger = Ledger(consent_engine, load_or_create_ledger_key(data_dir))
-    server = await start_server(consent=InProcessConsentService(consent_engine, ledger))
-    url = f"ws://127.0.0.1:{server.ws_port}/"
-    bibi = patient_id_of(next(b for b in bundles() if "Bibi" in b.name))
+async def test_break_the_glass_is_time_boxed_and_flagged(clinic, make_token):
+    ledger, url, bibi = clinic
     async with (
         metaworld_sdk.connect(url, make_token("er-doc", scopes=("user/*.rs",))) as doc,
         metaworld_sdk.connect(url, make_token("bibi", "patient", patient=bibi)) as pat,
@@ -297,13 +296,8 @@ async def test_break_the_glass_is_time_boxed_and_flagged(
     )
 
 
-async def test_a_granted_consent_is_audited_with_the_categories_shared(
-    start_server, make_token, consent_engine, data_dir
-):
-    ledger = Ledger(consent_engine, load_or_create_ledger_key(data_dir))
-    server = await start_server(consent=InProcessConsentService(consent_engine, ledger))
-    url = f"ws://127.0.0.1:{server.ws_port}/"
-    bibi = patient_id_of(next(b for b in bundles() if "Bibi" in b.name))
+async def test_a_granted_consent_is_audited_with_the_categories_shared(clinic, make_token):
+    ledger, url, bibi = clinic
     async with metaworld_sdk.connect(url, make_token("bibi", "patient", patient=bibi)) as pat:
         granted = await pat.reply(await pat.grant_consent(["vital_signs", "allergies"]))
         assert isinstance(granted, protocol.ConsentResult) and granted.ok
@@ -311,13 +305,8 @@ async def test_a_granted_consent_is_audited_with_the_categories_shared(
     assert entry.categories == ["vital_signs", "allergies"]
 
 
-async def test_grants_add_up_and_each_revocation_withdraws_only_its_own(
-    start_server, make_token, consent_engine, data_dir
-):
-    ledger = Ledger(consent_engine, load_or_create_ledger_key(data_dir))
-    server = await start_server(consent=InProcessConsentService(consent_engine, ledger))
-    url = f"ws://127.0.0.1:{server.ws_port}/"
-    bibi = patient_id_of(next(b for b in bundles() if "Bibi" in b.name))
+async def test_grants_add_up_and_each_revocation_withdraws_only_its_own(clinic, make_token):
+    _, url, bibi = clinic
     scopes = ("user/*.rs",)
     async with (
         metaworld_sdk.connect(url, make_token("dr-a", scopes=scopes)) as a,
