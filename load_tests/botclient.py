@@ -6,9 +6,7 @@ together: at 50 bots it was two fifths of the swarm's time. Bots never look at o
 avatars' poses, so `BotClient` only notes when each one was updated. Everything else,
 the handshake, resume, views, presence and placements, is the SDK's own code.
 
-`connect` mirrors `metaworld_sdk.connect` for this class. It reaches into two private
-members of the SDK (`_nursery`, `_run`); if the SDK grows a `client_class` argument on
-`connect`, or an option not to decode remote poses, this module can go.
+`connect` is `metaworld_sdk.connect` with this class as its `client_class`.
 """
 
 from __future__ import annotations
@@ -17,8 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import trio
-
+import metaworld_sdk
 from metaworld import protocol, quant
 from metaworld_sdk import Client
 
@@ -46,12 +43,8 @@ async def connect(
     **options: Any,
 ) -> AsyncIterator[Client]:
     """Like `metaworld_sdk.connect`; `decode_poses=True` gives the stock client."""
-    client = (Client if decode_poses else BotClient)(url, token, kind, **options)
-    async with trio.open_nursery() as nursery:
-        client._nursery = nursery
-        await nursery.start(client._run)
-        try:
-            yield client
-        finally:
-            await client.aclose()
-            nursery.cancel_scope.cancel()
+    client_class = Client if decode_poses else BotClient
+    async with metaworld_sdk.connect(
+        url, token, kind=kind, client_class=client_class, **options
+    ) as client:
+        yield client

@@ -10,7 +10,6 @@ in size and time.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 from load_tests.scenario import ScenarioError, available, load_scenario
 from metaworld.auth import DEV_KEY_FILE
+from metaworld.hosts import is_loopback
 from metaworld.layout import DEFAULT_LAYOUT, LayoutError, load_layout
 
 MAX_COUNT: Final = 1000
@@ -39,13 +39,7 @@ def loopback_host(url: str, schemes: tuple[str, ...]) -> str:
     if parts.scheme not in schemes:
         raise UsageError(f"{url!r}: expected a {' or '.join(s + '://' for s in schemes)} URL")
     host = parts.hostname or ""
-    if host == "localhost":
-        return host
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is None or not address.is_loopback:
+    if not is_loopback(host):
         raise UsageError(
             f"{url!r}: bots only connect to this machine (127.0.0.0/8, ::1 or localhost)"
         )

@@ -20,7 +20,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from metaworld.keys import load_or_create
+from metaworld.keys import load_or_create, read_key
 from metaworld.roles import ROLES, Role
 
 DEV_ISSUER: Final = "metaworld-dev"
@@ -138,14 +138,9 @@ def _identity_from(claims: dict[str, Any]) -> Identity:
 
 def load_or_create_dev_key(data_dir: Path) -> Ed25519PrivateKey:
     """The development signing key, made on first use and kept in the data directory."""
-    key, _ = load_or_create(data_dir / DEV_KEY_FILE, _read_dev_key)
-    return key
-
-
-def _read_dev_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise TokenError(f"{path} does not hold an Ed25519 private key")
+    key, _ = load_or_create(
+        data_dir / DEV_KEY_FILE, lambda path: read_key(path, TokenError, "dev token key")
+    )
     return key
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ import trio
 
 from metaworld import protocol
 from metaworld.auth import TokenError, dev_verifier, mint_dev_token, verifier_from_files
+from metaworld.hosts import is_loopback
 from metaworld.interest import InterestConfig
 from metaworld.layout import DEFAULT_LAYOUT, LayoutError, load_layout
 from metaworld.roles import ROLES
@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except LayoutError as exc:
         print(f"metaworld: {exc}", file=sys.stderr)
         return 2
-    if not (args.jwt_pem or args.jwks) and not _is_loopback(args.host):
+    if not (args.jwt_pem or args.jwks) and not is_loopback(args.host):
         print(
             "metaworld: development keys mint tokens for anyone who can reach the HTTP port; "
             "serve beyond loopback only with --jwt-pem or --jwks",
@@ -198,15 +198,6 @@ def cmd_schema(_: argparse.Namespace) -> int:
     except BrokenPipeError:  # `metaworld schema | head`
         sys.stderr.close()
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------- parser

@@ -21,6 +21,17 @@ log = logging.getLogger("metaworld.keys")
 KeyReader = Callable[[Path], Ed25519PrivateKey]
 
 
+def read_key(path: Path, error: type[Exception], what: str) -> Ed25519PrivateKey:
+    """The unencrypted PEM Ed25519 private key in `path`; a bad file raises `error`."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise error(f"{what} {path} is not an Ed25519 key")
+    return key
+
+
 def load_or_create(path: Path, read: KeyReader) -> tuple[Ed25519PrivateKey, bool]:
     """The key in `path`, made (mode 0600) if there is none; and whether it was made.
 

@@ -533,14 +533,8 @@ class WorldServer:
                 if session.pose is not None:
                     poses.append((session.avatar_id, *session.pose))
                     session.pose = None
+            self._note_unsent_state(session)
         self._apply_poses(poses, now)
-        for session in self.sessions.values():
-            outbox = session.outbox
-            if outbox is not None and outbox.state is not None:
-                if outbox.state.is_snapshot:
-                    self.replicator.request_snapshot(session.avatar_id)
-                else:
-                    self.replicator.mark_lagging(session.avatar_id)
         for avatar_id, out in self.replicator.step(now).items():
             owner = self.by_avatar.get(avatar_id)
             if owner is not None and owner.outbox is not None:
@@ -548,6 +542,17 @@ class WorldServer:
         self.metrics.avatars.set(len(self.world.avatars))
         if self.world.admissions_changed:
             self._save_admissions()
+
+    def _note_unsent_state(self, session: Session) -> None:
+        """A state message still unsent will be replaced: the next one must be relative
+        to what the client really has (or be a snapshot again)."""
+        outbox = session.outbox
+        if outbox is None or outbox.state is None:
+            return
+        if outbox.state.is_snapshot:
+            self.replicator.request_snapshot(session.avatar_id)
+        else:
+            self.replicator.mark_lagging(session.avatar_id)
 
     def _expire_detached(self, now: float) -> None:
         for session in list(self.sessions.values()):

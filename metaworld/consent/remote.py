@@ -54,7 +54,7 @@ from metaworld.consent.errors import (
 from metaworld.consent.evaluate import AccessRequest, BreakGlassGrant, Decision, StoredConsent
 from metaworld.consent.model import Consent
 from metaworld.consent.service import HISTORY_LIMIT, Caller, ConsentRef
-from metaworld.keys import load_or_create
+from metaworld.keys import load_or_create, read_key
 from metaworld.ledger import LedgerEntry
 from metaworld.records.view import RecordView
 from metaworld.roles import Role
@@ -237,14 +237,8 @@ def error_from_reply(status: int, reply: ErrorReply) -> ConsentError:
 
 
 def load_service_key(path: Path) -> Ed25519PrivateKey:
-    """Read an unencrypted PEM Ed25519 private key."""
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ServiceKeyError(f"cannot read service key {path}: {exc}") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ServiceKeyError(f"service key {path} is not an Ed25519 key")
-    return key
+    """Read the service key; raises ServiceKeyError for a bad file."""
+    return read_key(path, ServiceKeyError, "service key")
 
 
 def load_or_create_service_key(data_dir: Path) -> Ed25519PrivateKey:

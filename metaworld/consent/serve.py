@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import ipaddress
 import logging
 import os
 import signal
@@ -65,6 +64,7 @@ from metaworld.consent.service import (
     InProcessConsentService,
     system_clock,
 )
+from metaworld.hosts import is_loopback
 from metaworld.ledger import Ledger, LedgerError, LedgerKeyError, load_or_create_ledger_key
 
 log = logging.getLogger("metaworld.consent.serve")
@@ -372,7 +372,7 @@ def cmd_consent_serve(args: argparse.Namespace, *, clock: Clock = system_clock) 
     except (ServiceKeyError, LedgerKeyError) as exc:
         print(f"metaworld: {exc}", file=sys.stderr)
         return 2
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         log.warning("listening beyond loopback: put TLS in front, the service speaks plain HTTP")
 
     engine = make_engine(db_url)
@@ -394,15 +394,6 @@ def _first_leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main(argv: Sequence[str] | None = None, *, clock: Clock = system_clock) -> int:

@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from metaworld.keys import load_or_create
+from metaworld.keys import load_or_create, read_key
 
 __all__ = [
     "DEFAULT_KEY_NAME",
@@ -165,14 +165,8 @@ def verify_checkpoint(
 
 
 def load_ledger_key(path: Path) -> Ed25519PrivateKey:
-    """Read an unencrypted PEM Ed25519 private key."""
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise LedgerKeyError(f"cannot read ledger key {path}: {exc}") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise LedgerKeyError(f"ledger key {path} is not an Ed25519 key")
-    return key
+    """Read the ledger's key; raises LedgerKeyError for a bad file."""
+    return read_key(path, LedgerKeyError, "ledger key")
 
 
 def load_or_create_ledger_key(data_dir: Path) -> Ed25519PrivateKey:

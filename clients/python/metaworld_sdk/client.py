@@ -383,10 +383,18 @@ class Client:
 
 @asynccontextmanager
 async def connect(
-    url: str, token: str, *, kind: protocol.ClientKind = "sdk", **options: Any
+    url: str,
+    token: str,
+    *,
+    kind: protocol.ClientKind = "sdk",
+    client_class: type[Client] = Client,
+    **options: Any,
 ) -> AsyncIterator[Client]:
-    """Open a session and keep it alive (resuming after drops) until the block ends."""
-    client = Client(url, token, kind, **options)
+    """Open a session and keep it alive (resuming after drops) until the block ends.
+
+    `client_class` may be a subclass of Client that handles messages its own way.
+    """
+    client = client_class(url, token, kind, **options)
     async with trio.open_nursery() as nursery:
         client._nursery = nursery
         await nursery.start(client._run)
