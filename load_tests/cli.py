@@ -14,13 +14,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from load_tests.scenario import ScenarioError, available, load_scenario
+from load_tests.scenario import CrowdedRoom, ScenarioError, available, load_scenario
 from metaworld.auth import DEV_KEY_FILE
 from metaworld.hosts import is_loopback
 from metaworld.layout import DEFAULT_LAYOUT, LayoutError, load_layout
+
+if TYPE_CHECKING:
+    from load_tests.swarm import Driver
 
 MAX_COUNT: Final = 1000
 MAX_DURATION_S: Final = 900.0
@@ -91,6 +94,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the server's data directory, whose dev key signs the bots' tokens",
     )
     parser.add_argument("--procs", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--driver",
+        choices=("auto", "sdk", "herd"),
+        default="auto",
+        help="sdk: an SDK client with Trio tasks per bot; herd: one epoll loop per process "
+        "drives all its bots (crowded-room only, far cheaper); auto: herd where it can",
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="poses per second per bot")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bots' motion")
     parser.add_argument("--world", type=Path, default=DEFAULT_LAYOUT, help="layout to check")
@@ -137,8 +147,18 @@ def _config(args: argparse.Namespace) -> tuple[Any, str | None]:
         rate_hz=args.rate,
         seed=args.seed,
         decode_poses=args.decode_poses,
+        driver=_driver(args.driver, scenario, args.decode_poses),
     )
     return config, metrics_url
+
+
+def _driver(asked: str, scenario: Any, decode_poses: bool) -> Driver:
+    herd_can = isinstance(scenario, CrowdedRoom) and not decode_poses
+    if asked == "herd" and not herd_can:
+        raise UsageError("--driver herd runs only crowded-room scenarios, without --decode-poses")
+    if asked == "auto":
+        return "herd" if herd_can else "sdk"
+    return "herd" if asked == "herd" else "sdk"
 
 
 def cmd_bots(args: argparse.Namespace) -> int:

@@ -1,10 +1,11 @@
 """Running a swarm: in this process or in worker processes, with the server scraped and
 a one-line progress display, ending in one merged SwarmResult.
 
-With ``procs > 1`` each worker is a fresh interpreter (the spawn start method; forking
-a running Trio loop is not safe) that runs its own Trio loop with every procs-th bot and
-sends progress snapshots and, at the end, its SwarmResult over a multiprocessing queue.
-Latency is measured between bots of the same process, since only they share a clock.
+With ``procs > 1``, and always with the herd driver (its loop is not Trio's, and it
+should not share a process with the scraper), each worker is a fresh interpreter (the
+spawn start method; forking a running Trio loop is not safe) that runs every procs-th
+bot and sends progress snapshots and, at the end, its SwarmResult over a multiprocessing
+queue. Latency is measured between bots of the same process, since only they share a clock.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ async def run_swarm(
     async with trio.open_nursery() as nursery:
         if scraper is not None:
             nursery.start_soon(scraper.run)
-        if procs == 1:
+        if procs == 1 and config.driver == "sdk":
 
             def edge(_: str) -> None:
                 if scraper is not None:
@@ -178,7 +179,12 @@ def _worker(config: SwarmConfig, index: int, out: Any) -> None:
         out.put(("progress", index, snapshot))
 
     try:
-        result = trio.run(lambda: Swarm(config).run(progress, 0.5))
+        if config.driver == "herd":
+            from load_tests.herd import Herd
+
+            result = Herd(config).run(progress, 0.5)
+        else:
+            result = trio.run(lambda: Swarm(config).run(progress, 0.5))
     except BaseException as exc:
         out.put(("error", index, f"{type(exc).__name__}: {exc}"))
         raise

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import psutil
 import trio
@@ -49,11 +49,12 @@ from load_tests.stats import (
 from metaworld.auth import mint_dev_token
 from metaworld.layout import Layout
 from metaworld.protocol import CloseCode
-from metaworld.roles import STAFF_ROLES
+from metaworld.roles import STAFF_ROLES, Role
 from metaworld_sdk import ClientClosed
 
 log = logging.getLogger("metaworld.load.swarm")
 
+Driver = Literal["sdk", "herd"]
 TEARDOWN_S: Final = 5.0  # after the deadline: saying Leave and closing sockets
 CONNECT_TIMEOUT_S: Final = 15.0  # from a bot's start to its Welcome
 
@@ -71,9 +72,20 @@ class SwarmConfig:
     processes: int = 1
     subject_prefix: str = "loadbot"
     decode_poses: bool = False  # decode peers' poses to floats, as the stock SDK client does
+    driver: Driver = "sdk"  # "herd": one epoll loop drives every bot of a process (load_tests.herd)
 
     def my_slots(self) -> tuple[int, ...]:
         return tuple(range(self.count)) if self.slots is None else self.slots
+
+
+def bot_token(config: SwarmConfig, slot: int, role: Role, visits: int = 0) -> str:
+    """A dev token for one bot slot: its own subject (and name, unless a patient)."""
+    subject = f"{config.subject_prefix}-{config.scenario.name}-{slot}"
+    if visits:
+        subject += f"-v{visits}"
+    name = f"Bot {slot}" if role != "patient" else None
+    ttl = int(config.duration_s + 3600)
+    return mint_dev_token(config.data_dir, subject, role, name=name, ttl_s=ttl)
 
 
 def _close_reason(exc: BaseException) -> str:
@@ -271,14 +283,6 @@ class Swarm:
             await trio.sleep(bot.rng.uniform(1.0, 3.0))
             bot.visits += 1
 
-    def _token(self, bot: Bot) -> str:
-        subject = f"{self.config.subject_prefix}-{self.scenario.name}-{bot.slot}"
-        if bot.visits:
-            subject += f"-v{bot.visits}"
-        name = f"Bot {bot.slot}" if bot.role != "patient" else None
-        ttl = int(self.config.duration_s + 3600)
-        return mint_dev_token(self.config.data_dir, subject, bot.role, name=name, ttl_s=ttl)
-
     async def _session(self, bot: Bot) -> str:
         """One connection of one bot, from Hello to Leave; says how it ended."""
         first = bot.visits == 0
@@ -288,7 +292,7 @@ class Swarm:
             try:
                 async with botclient.connect(
                     self.config.url,
-                    self._token(bot),
+                    bot_token(self.config, bot.slot, bot.role, bot.visits),
                     decode_poses=self.config.decode_poses,
                     max_backoff_s=2.0,
                 ) as client:
