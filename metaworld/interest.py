@@ -47,12 +47,16 @@ class InterestConfig:
     radius: float = 12.0  # metres: an avatar enters view within this distance
     margin: float = 1.5  # metres of hysteresis, for both the radius and the cap
     cap: int = 32  # most avatars one client sees
-    near: float = 6.0  # metres: within this, poses go out every tick
-    far_every: int = 4  # ticks between pose updates for avatars beyond `near`
+    near: float = 4.0  # metres (conversation distance): poses go out every tick
+    mid: float = 8.0  # metres: poses go out every `mid_every` ticks
+    mid_every: int = 2
+    far_every: int = 4  # ticks between pose updates for avatars beyond `mid`
 
     def __post_init__(self) -> None:
-        if self.radius <= 0 or self.margin < 0 or self.cap < 0 or self.far_every < 1:
-            raise ValueError("interest radius > 0, margin >= 0, cap >= 0, far_every >= 1")
+        if self.radius <= 0 or self.margin < 0 or self.cap < 0:
+            raise ValueError("interest radius > 0, margin >= 0, cap >= 0")
+        if self.mid_every < 1 or self.far_every < 1 or self.mid < self.near:
+            raise ValueError("interest mid_every >= 1, far_every >= 1, mid >= near")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +169,10 @@ def changes(previous: Visible, current: Visible) -> tuple[IntArray, IntArray]:
 
 
 def due_mask(visible: Visible, tick: int, cfg: InterestConfig) -> npt.NDArray[np.bool_]:
-    """Which visible pairs get a pose update this tick: near ones always, far ones
-    every `far_every` ticks, staggered by target id so the load spreads evenly."""
-    targets = visible.keys & ID_MASK
-    return np.asarray((visible.dist <= cfg.near) | ((targets + tick) % cfg.far_every == 0))
+    """Which visible pairs get a pose update this tick: near ones always, middle ones
+    every `mid_every` ticks, far ones every `far_every` ticks, staggered by target id so
+    the load spreads evenly over the ticks."""
+    phase = (visible.keys & ID_MASK) + tick
+    dist = visible.dist
+    every = np.where(dist <= cfg.mid, cfg.mid_every, cfg.far_every)
+    return np.asarray((dist <= cfg.near) | (phase % every == 0))

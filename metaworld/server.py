@@ -106,6 +106,7 @@ class Outbox:
         self.reliable: deque[bytes] = deque()
         self.state: Outgoing | None = None
         self.limit = limit
+        self.flush = False  # the writer must send what its connection still owes
         self._wake = trio.Event()
 
     def push(self, data: bytes) -> bool:
@@ -120,10 +121,19 @@ class Outbox:
         self.state = out
         self._wake.set()
 
+    def owed(self) -> None:
+        """The connection kept part of a direct write: wake the writer to finish it."""
+        self.flush = True
+        self._wake.set()
+
     async def take(self) -> tuple[list[bytes], Outgoing | None]:
-        while not (self.reliable or self.state):
+        while not (self.reliable or self.state or self.flush):
             await self._wake.wait()
             self._wake = trio.Event()
+        self.flush = False
+        return self.take_now()
+
+    def take_now(self) -> tuple[list[bytes], Outgoing | None]:
         reliable = list(self.reliable)
         self.reliable.clear()
         state, self.state = self.state, None
@@ -137,6 +147,7 @@ class Session:
     avatar_id: int
     state: SessionState = SessionState.ACTIVE
     outbox: Outbox | None = None
+    direct: Connection | None = None  # a lean connection the tick may write to itself
     cancel: trio.CancelScope | None = None
     pose: tuple[int, bytes] | None = None  # newest (epoch, body) not yet applied
     inbox: deque[protocol.ClientMessage] = field(default_factory=deque)
@@ -337,6 +348,7 @@ class WorldServer:
         ):
             if old.cancel is not None:  # a half-open connection still holds it
                 old.outbox = None
+                old.direct = None
                 old.cancel.cancel()
             old.state = SessionState.ACTIVE
             old.identity = identity
@@ -388,6 +400,7 @@ class WorldServer:
         """A second login of the same subject: the old session ends for good."""
         if old.cancel is not None and old.outbox is not None:
             old.outbox = None
+            old.direct = None
             old.cancel.cancel()
         self._end(old)
 
@@ -397,6 +410,7 @@ class WorldServer:
         try:
             async with trio.open_nursery() as nursery:
                 session.cancel = nursery.cancel_scope
+                session.direct = ws if isinstance(ws, Connection) else None
                 nursery.start_soon(self._writer, ws, outbox)
                 await self._reader(ws, session)
         except BaseExceptionGroup as group:
@@ -409,6 +423,7 @@ class WorldServer:
         finally:
             if session.cancel is nursery.cancel_scope:
                 session.cancel = None
+                session.direct = None
         if self.shutting_down:
             raise _Close(CloseCode.GOING_AWAY, "server is shutting down")
         if session.outbox is not outbox:  # replaced or resumed elsewhere
@@ -473,6 +488,7 @@ class WorldServer:
             return
         session.state = SessionState.DETACHED
         session.outbox = None
+        session.direct = None
         session.pose = None
         session.inbox.clear()
         session.detached_at = trio.current_time()
@@ -481,6 +497,7 @@ class WorldServer:
     def _end(self, session: Session) -> None:
         session.state = SessionState.CLOSED
         session.outbox = None
+        session.direct = None
         self.sessions.pop(session.id, None)
         if self.by_subject.get(session.identity.subject) is session:
             del self.by_subject[session.identity.subject]
@@ -542,6 +559,33 @@ class WorldServer:
         self.metrics.avatars.set(len(self.world.avatars))
         if self.world.admissions_changed:
             self._save_admissions()
+        self._write_now()
+
+    def _write_now(self) -> None:
+        """Write each client's messages for this tick straight to its socket.
+
+        A writer task per client would cost a task switch per client per tick, and the
+        last client would hear from us only after every other writer ran. Where the
+        socket takes the bytes now (the usual case), the tick writes them itself; a busy
+        connection, a full socket buffer or the trio-websocket engine leave them in the
+        outbox for the writer, as before.
+        """
+        for session in self.sessions.values():
+            ws, outbox = session.direct, session.outbox
+            if ws is None or outbox is None or not (outbox.reliable or outbox.state):
+                continue
+            messages = list(outbox.reliable)
+            state = outbox.state
+            if state is not None:
+                messages.append(state.data)
+            if not ws.send_now(messages):
+                continue
+            outbox.take_now()
+            if state is not None:
+                self.replicator.confirm(state.avatar, state.view)
+            self.metrics.sent(len(messages), sum(map(len, messages)))
+            if ws.owes:
+                outbox.owed()
 
     def _note_unsent_state(self, session: Session) -> None:
         """A state message still unsent will be replaced: the next one must be relative

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import struct
 from collections import OrderedDict, deque
@@ -103,6 +104,7 @@ class Connection(trio.abc.AsyncResource):
         self._receiving = False
         self._read_done = trio.lowlevel.ParkingLot()
         self._sending = False  # a task holds the turn to write to the socket
+        self._owed = b""  # the rest of a `send_now` the socket did not take; goes out first
         self._send_turn = trio.lowlevel.ParkingLot()
         self._pings: OrderedDict[bytes, trio.Event] = OrderedDict()
 
@@ -138,6 +140,37 @@ class Connection(trio.abc.AsyncResource):
         if self._close_reason is not None:
             raise ConnectionClosed(self._close_reason)
         await self._send(b"".join([wsframe.encode_message(m, self.role) for m in messages]))
+
+    def send_now(self, messages: Iterable[bytes]) -> bool:
+        """Write binary messages with one non-blocking write, from synchronous code.
+
+        For a caller that must never wait (the server's tick). False, with nothing
+        written, when the connection is closing, another send is under way, bytes are
+        still owed, or the socket cannot take a byte now: the caller then sends through
+        `send_messages` as usual. What the socket does not take at once is owed: it goes
+        out, before anything else, with the next send, so call `send_messages([])` soon.
+        """
+        if (
+            self._close_reason is not None
+            or self._sending
+            or self._owed
+            or self._send_broken
+            or self._stream_closed
+            or not isinstance(self._stream, trio.SocketStream)
+        ):
+            return False
+        data = b"".join([wsframe.encode_message(m, self.role) for m in messages])
+        try:
+            written = os.write(self._stream.socket.fileno(), data)
+        except OSError:  # would block, or broken: the awaiting path finds out which
+            return False
+        self._owed = data[written:]
+        return True
+
+    @property
+    def owes(self) -> bool:
+        """Whether part of a `send_now` is still waiting to be written."""
+        return bool(self._owed)
 
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a ping and wait for its pong (a pong also answers earlier pings)."""
@@ -291,8 +324,10 @@ class Connection(trio.abc.AsyncResource):
             # first byte, with no yield between, so once past this any cancellation may
             # have left half a frame on the wire.
             await trio.lowlevel.checkpoint_if_cancelled()
+            data, self._owed = self._owed + data, b""
             try:
-                await self._stream.send_all(data)
+                if data:
+                    await self._stream.send_all(data)
                 return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._send_broken = True

@@ -16,7 +16,7 @@ from metaworld.interest import (
     due_mask,
 )
 
-CFG = InterestConfig(radius=5.0, margin=1.0, cap=6, near=2.0, far_every=3)
+CFG = InterestConfig(radius=5.0, margin=1.0, cap=6, near=2.0, mid=3.0, mid_every=2, far_every=3)
 
 
 def run_both(ids, frames, cfg=CFG):
@@ -113,18 +113,22 @@ def test_hysteresis_on_the_cap_keeps_the_incumbent():
     assert (1 << ID_BITS | 2) in second.keys and (1 << ID_BITS | 3) not in second.keys
 
 
-def test_far_avatars_update_at_a_reduced_rate():
-    ids = np.array([1, 2, 3])
-    xz = np.array([[0.0, 0.0], [1.0, 0.0], [4.0, 0.0]])
+def test_farther_avatars_update_at_reduced_rates():
+    ids = np.array([1, 2, 3, 4])
+    xz = np.array([[0.0, 0.0], [1.0, 0.0], [2.5, 0.0], [4.0, 0.0]])
     visible = compute_visible(ids, xz, Visible.empty(), CFG)
-    key_near, key_far = 1 << ID_BITS | 2, 1 << ID_BITS | 3
-    sent = {key_near: 0, key_far: 0}
+    near, mid, far = (1 << ID_BITS | i for i in (2, 3, 4))
+    sent = {near: 0, mid: 0, far: 0}
     for tick in range(30):
         due = visible.keys[due_mask(visible, tick, CFG)]
         for key in sent:
             sent[key] += key in due
-    assert sent[key_near] == 30
-    assert sent[key_far] == 10
+    assert sent == {near: 30, mid: 15, far: 10}
+
+
+def test_tiers_must_nest():
+    with pytest.raises(ValueError, match="mid >= near"):
+        InterestConfig(near=5.0, mid=4.0)
 
 
 def test_viewer_slices_cover_every_pair():

@@ -498,3 +498,58 @@ async def test_a_close_cancelled_before_it_went_out_is_sent_by_aclose():
         assert events == [wsframe.Close(wsframe.MESSAGE_TOO_BIG, "a message over 10 bytes")]
         await client_end.send_all(wsframe.encode_close(1009, None, Role.CLIENT))
     assert await client_end.receive_some() == b""  # then the server hung up
+
+
+# ---------------------------------------------------------------- writing without waiting
+
+
+@pytest.mark.parametrize("client", ["trio-websocket", "lean"])
+async def test_send_now_keeps_order_when_the_socket_fills(nursery, client):
+    """The server writes without waiting until the socket is full; what it could not
+    write is owed and goes out first, so a slow reader still gets every message whole
+    and in order, whichever engine it runs."""
+    outcome: dict[str, object] = {}
+    may_read = trio.Event()
+
+    async def handle(request) -> None:
+        ws = await request.accept()
+        sent, direct, fallback, owed = 0, 0, 0, 0
+        chunk = 40_000
+        while sent < 200:
+            batch = [sent.to_bytes(4, "big") + bytes(chunk)]
+            if ws.send_now(batch):
+                direct += 1
+                if ws.owes:
+                    owed += 1
+                    assert not ws.send_now([b"never"]), "nothing may jump the owed bytes"
+                    may_read.set()
+                    await ws.send_messages([])  # finish the frame (waits for the reader)
+            else:
+                fallback += 1
+                may_read.set()
+                await ws.send_messages(batch)
+            sent += 1
+        outcome.update(direct=direct, fallback=fallback, owed=owed)
+        await ws.get_message()
+
+    url = await start(nursery, "lean", handle)
+    async with open_websocket(url, subprotocols=[], engine=client) as ws:
+        with trio.fail_after(10):
+            await may_read.wait()  # the server's socket buffer is full by now
+            for i in range(200):
+                message = await ws.get_message()
+                assert message[:4] == i.to_bytes(4, "big") and len(message) == 40_004
+            await ws.send_message(b"done")
+    assert outcome["direct"] and outcome["owed"], outcome
+
+
+async def test_send_now_stands_aside_while_a_task_sends(nursery):
+    server_end, client_end = trio.testing.lockstep_stream_pair()
+    conn = Connection(server_end, Role.SERVER, max_message_size=10)
+    assert not conn.send_now([b"x"]), "only over a socket"
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(conn.send_message, b"held")  # waits until the peer reads
+        await trio.testing.wait_all_tasks_blocked()
+        assert not conn.send_now([b"x"])
+        await client_end.receive_some()
