@@ -37,8 +37,10 @@ check: $(STAMP)
 	$(BIN)/ruff format --check metaworld clients/python load_tests tests
 	$(BIN)/mypy
 
+# Micro-benchmarks, then 500 bots for 60 s against a fresh server (reports in bench-out/).
 bench: $(STAMP)
 	$(BIN)/python -m load_tests.bench
+	$(BIN)/python -m load_tests.endtoend --count 500 --duration 60 --out bench-out
 
 clean:
 	rm -rf $(VENV) $(WEBXR)/node_modules $(WEBXR)/dist

@@ -423,8 +423,6 @@ class Herd:
                     self.result.connected += 1
                     self.result.sessions += 1
                     self._join(bot, now)
-                if bot.measures and self.measuring:
-                    self._arrived(bot, message.poses, now)
             case protocol.Placed() | protocol.Correction():
                 if isinstance(message, protocol.Correction):
                     self._count("corrections", message.reason)

@@ -9,8 +9,10 @@ session's pose slot (older ones are simply overwritten), other requests into a s
 bounded inbox. The tick loop, at a fixed rate, drains inboxes and pose slots into the
 world, asks the replicator for one state message per client, and puts each into that
 client's outbox. The writer sends what the outbox holds: reliable messages (replies,
-chat, presence) in order, then the newest state message. A client that does not read
-never slows the tick: its state message is replaced by the next one, and when its
+chat, presence) in order, then the newest state message. On the lean engine the tick
+first tries to do that itself, with one non-blocking write per client (`_write_now`),
+and leaves to the writer only what a busy or full socket cannot take. A client that
+does not read never slows the tick: its state message is replaced by the next one, and when its
 reliable queue passes its bound it is disconnected with CloseCode.TOO_SLOW.
 """
 

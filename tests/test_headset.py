@@ -254,6 +254,8 @@ async def test_the_operator_view_shows_who_is_near(world_server, ws_url, make_to
             text = console.export_text()
     assert status.room == "lobby" and status.ping_ms is not None and status.ping_ms < 500
     assert status.packets_out_per_s > 15  # a pose a tick, and pings
-    assert status.packets_in_per_s > 15  # a delta a tick
+    # The neighbour stands about 5 m away, in the middle rate tier: a Delta every
+    # second tick (10 a second), plus pongs.
+    assert status.packets_in_per_s > 8
     assert [n.label for n in status.neighbours] == ["Dr Near"]
     assert "Dr Near" in text and "lobby" in text and " m" in text

@@ -1,5 +1,6 @@
 """The herd driver: vectorized motion that obeys the server's rules, and a real run."""
 
+import json
 import math
 import random
 
@@ -124,3 +125,16 @@ def test_the_herd_runs_only_crowds(data_dir, make_token, capsys):
     code = main(["--scenario", "clinic-day", "--driver", "herd", "--data-dir", str(data_dir)])
     assert code == 2
     assert "--driver herd runs only crowded-room" in capsys.readouterr().err
+
+
+def test_the_end_to_end_bench_runs_its_own_server(tmp_path):
+    """`make bench`'s swarm step: a fresh server, a herd against it, reports, clean stop."""
+    from load_tests.endtoend import main as endtoend
+
+    out = tmp_path / "out"
+    assert endtoend(["--count", "6", "--duration", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "crowded-room-6-4s.json").read_text())
+    assert report["connected"] == 6 and report["failed"] == 0
+    assert report["server_tick_ms"]["p99"] is not None
+    assert (out / "crowded-room-6-4s.md").exists()
+    assert "listening for clients" in (out / "crowded-room-6-4s-server.log").read_text()
