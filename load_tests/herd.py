@@ -136,6 +136,7 @@ class Herd:
         self.address = (url.hostname or "127.0.0.1", url.port or 80)
         self.resource = url.path or "/"
         self.bots: dict[int, HerdBot] = {}  # by file descriptor
+        self.batches: list[list[HerdBot]] = [[] for _ in range(SLOTS_PER_PERIOD)]
         self.epoll = select.epoll()
         self.period = 1.0 / config.rate_hz
         self._settled: set[int] = set()
@@ -150,7 +151,7 @@ class Herd:
     def run(
         self, progress: Callable[[dict[str, Any]], None] | None = None, every_s: float = 0.5
     ) -> SwarmResult:
-        """Run every bot to the deadline, then say Leave and close; the merged result."""
+        """Run every bot to the deadline, then say Leave and close; what was measured."""
         now = time.monotonic()
         self.started = now
         self.deadline = now + self.config.duration_s
@@ -220,6 +221,7 @@ class Herd:
             self._fail(slot, f"os error {code}")
             return
         self.bots[sock.fileno()] = bot
+        self.batches[index % SLOTS_PER_PERIOD].append(bot)
         self.epoll.register(sock.fileno(), select.EPOLLOUT)
 
     def _poll(self, timeout: float) -> None:
@@ -513,11 +515,7 @@ class Herd:
         self._settle(bot.slot)
 
     def _send_poses(self, k: int, now: float) -> None:
-        batch = [
-            bot
-            for bot in self.bots.values()
-            if bot.phase == Phase.MILLING and bot.index % SLOTS_PER_PERIOD == k
-        ]
+        batch = [bot for bot in self.batches[k] if bot.phase == Phase.MILLING]
         if not batch:
             return
         idx = np.fromiter((b.index for b in batch), dtype=np.intp, count=len(batch))
