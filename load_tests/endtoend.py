@@ -32,6 +32,17 @@ START_TIMEOUT_S: Final = 60.0  # the server imports, compiles its kernel, and mi
 BIN: Final = Path(sys.executable).parent
 
 
+def calibrate() -> float:
+    """CPU ms for a fixed pure-Python loop: how fast this (shared) machine is right now.
+
+    On a quiet machine of this kind it takes about 300 ms; when other tenants load the
+    host it takes up to twice that, and every figure of the run moves with it.
+    """
+    started = time.process_time()
+    sum(range(30_000_000))
+    return (time.process_time() - started) * 1000.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,7 +90,15 @@ def _wait_healthy(server: subprocess.Popen[bytes], http_port: int) -> None:
     raise RuntimeError("the server did not come up in time")
 
 
+def _exit_on_signal(signum: int, _: object) -> None:
+    """SIGTERM or SIGHUP: unwind like Ctrl+C, so the server and the bots are stopped and
+    the throwaway data directory is removed."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=500, help=f"bots, at most {MAX_COUNT}")
     parser.add_argument(
@@ -122,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             "--quiet",
         ]
         print(f"end to end: {args.count} bots, {args.duration:g} s, {args.scenario}", flush=True)
+        before = calibrate()
         code = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # noqa: S603
+        after = calibrate()
+    print(f"machine speed: the calibration loop took {before:.0f} ms before, {after:.0f} ms after")
     print(f"reports in {args.out}/{name}.json and .md")
     return code
 

@@ -28,6 +28,7 @@ import contextlib
 import errno
 import logging
 import math
+import os
 import random
 import select
 import socket
@@ -218,7 +219,7 @@ class Herd:
         code = sock.connect_ex(self.address)
         if code not in (0, errno.EINPROGRESS):
             sock.close()
-            self._fail(slot, f"os error {code}")
+            self._fail(slot, f"connect: {os.strerror(code)}")
             return
         self.bots[sock.fileno()] = bot
         self.batches[index % SLOTS_PER_PERIOD].append(bot)
@@ -234,7 +235,7 @@ class Herd:
         if bot.phase == Phase.CONNECTING:
             code = bot.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if code:
-                self._lost(bot, f"os error {code}")
+                self._lost(bot, f"connect: {os.strerror(code)}")
                 return
             self._upgrade(bot)
             return
@@ -533,8 +534,7 @@ class Herd:
                 body = quant.encode_bodies(poses[j : j + 1]).tobytes()
             bot.last_body = body
             bot.seq += 1
-            if bot.measures:
-                self.tracker.sent(bot.id_bytes + body, now)
+            self.tracker.sent(bot.id_bytes + body, now)
             self._send_payload(bot, protocol.encode(protocol.Pose(bot.epoch, body, bot.seq)))
 
     def _chores(self, now: float) -> None:

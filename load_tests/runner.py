@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -161,8 +163,6 @@ def run_blocking(
 
 def _loadavg() -> tuple[float, float, float]:
     try:
-        import os
-
         return os.getloadavg()
     except OSError:
         return (0.0, 0.0, 0.0)
@@ -174,6 +174,7 @@ def _loadavg() -> tuple[float, float, float]:
 def _worker(config: SwarmConfig, index: int, out: Any) -> None:
     """Entry point of one worker process."""
     logging.basicConfig(level=logging.WARNING)
+    _die_with_parent()
 
     def progress(snapshot: Snapshot) -> None:
         out.put(("progress", index, snapshot))
@@ -189,6 +190,19 @@ def _worker(config: SwarmConfig, index: int, out: Any) -> None:
         out.put(("error", index, f"{type(exc).__name__}: {exc}"))
         raise
     out.put(("result", index, result))
+
+
+def _die_with_parent(every_s: float = 0.5) -> None:
+    """End this worker at once when the process that started it is gone (killed, say):
+    a run must end by itself, and nobody would read its results."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 async def _run_workers(

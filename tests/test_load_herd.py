@@ -3,8 +3,14 @@
 import json
 import math
 import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import psutil
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +26,7 @@ from metaworld import quant
 from metaworld.layout import load_layout
 
 LAYOUT = load_layout()
+BOTS = [str(Path(sys.executable).parent / "metaworld"), "bots"]
 ROOMS = {room.id: room for room in LAYOUT.rooms}
 
 
@@ -138,3 +145,65 @@ def test_the_end_to_end_bench_runs_its_own_server(tmp_path):
     assert report["server_tick_ms"]["p99"] is not None
     assert (out / "crowded-room-6-4s.md").exists()
     assert "listening for clients" in (out / "crowded-room-6-4s-server.log").read_text()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float = 10.0) -> list[psutil.Process]:
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for p in alive:
+        p.kill()
+    return alive
+
+
+async def test_killing_the_bots_command_ends_its_workers(start_server, data_dir, make_token):
+    server = await start_server(http_port=0)
+    make_token("someone")  # the dev key exists
+    command = [
+        *BOTS,
+        "--url",
+        f"ws://127.0.0.1:{server.ws_port}/",
+        "--no-metrics",
+        "--data-dir",
+        str(data_dir),
+        "--count",
+        "4",
+        "--duration",
+        "60",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(command)
+    try:
+        with trio.fail_after(30):
+            while len(server.world.avatars) < 4:  # the workers are up and connected
+                await trio.sleep(0.2)
+        workers = _descendants(proc.pid)
+        assert workers
+        proc.kill()
+        proc.wait()
+        assert await trio.to_thread.run_sync(_wait_gone, workers) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_terminated_end_to_end_run_stops_its_server(tmp_path):
+    command = [sys.executable, "-m", "load_tests.endtoend", "--count", "3", "--duration", "60"]
+    proc = subprocess.Popen([*command, "--out", str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 60
+        while not any("serve" in " ".join(p.cmdline()) for p in _descendants(proc.pid)):
+            assert time.monotonic() < deadline, "no server started"
+            time.sleep(0.2)
+        time.sleep(3)  # the bots start too
+        children = _descendants(proc.pid)
+        data_dirs = [a for p in children for a in p.cmdline() if "metaworld-bench-" in a]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) != 0
+        assert _wait_gone(children) == []
+        assert data_dirs and not any(Path(d).exists() for d in data_dirs)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

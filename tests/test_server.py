@@ -389,3 +389,38 @@ async def test_resuming_with_another_role_is_a_new_session(world_server, ws_url,
             welcome = protocol.decode_server(await ws.get_message())
     assert isinstance(welcome, protocol.Welcome)
     assert welcome.session != session and welcome.you.role == "admin"
+
+
+async def test_a_ping_is_answered_with_its_nonce_and_times(world_server, ws_url, make_token):
+    async with open_websocket(ws_url) as ws:
+        await ws.send_message(hello(make_token("pinger")))
+        await ws.send_message(protocol.encode(protocol.Ping(7, 123.5)))
+        with trio.fail_after(3):
+            while True:
+                message = protocol.decode_server(await ws.get_message())
+                if isinstance(message, protocol.Pong):
+                    break
+    assert (message.nonce, message.client_time) == (7, 123.5)
+    assert message.server_time > 0
+
+
+async def test_websocket_pings_are_answered(world_server, ws_url, make_token):
+    """Control-frame pings (browsers and proxies send them) get pongs on either engine."""
+    async with open_websocket(ws_url) as ws:
+        await ws.send_message(hello(make_token("ctl-pinger")))
+        with trio.fail_after(3):
+            for _ in range(3):
+                await ws.ping()
+
+
+async def test_a_flood_of_messages_is_cut_off_and_others_carry_on(
+    world_server, ws_url, make_token
+):
+    async with metaworld_sdk.connect(ws_url, make_token("calm")) as calm:
+        await calm.wait_for(lambda cl: cl.last_tick > 0)
+        flood = [protocol.encode(protocol.Ping(i, 0.0)) for i in range(400)]
+        code, _ = await raw_exchange(ws_url, hello(make_token("flooder")), *flood)
+        assert code == CloseCode.RATE_LIMITED
+        tick = calm.last_tick
+        await calm.wait_for(lambda cl: cl.last_tick >= tick + 5, timeout=2)
+        assert calm.connected
