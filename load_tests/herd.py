@@ -116,7 +116,7 @@ class HerdBot:
 class Herd:
     """The crowded-room bots of one process, on one epoll loop."""
 
-    def __init__(self, config: SwarmConfig, *, latency_every: int = 4) -> None:
+    def __init__(self, config: SwarmConfig, *, latency_every: int = 8) -> None:
         scenario = config.scenario
         if not isinstance(scenario, CrowdedRoom):
             raise TypeError("the herd driver runs only the crowded-room scenario")
