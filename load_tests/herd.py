@@ -171,11 +171,15 @@ class Herd:
                 wait = min(next_slot, next_chores, self.deadline) - now
                 self._poll(max(wait, 0.0))
                 now = time.monotonic()
-                if now >= next_slot:
+                while now >= next_slot:
+                    # Late batches go out late but all go out (a burst of state messages
+                    # can hold the loop up for a few batches); more than a whole period
+                    # behind, the schedule restarts from now instead of bursting.
                     self._send_poses(slot_k, now)
                     slot_k = (slot_k + 1) % SLOTS_PER_PERIOD
-                    # Behind: skip, never burst.
-                    next_slot = max(next_slot + self.period / SLOTS_PER_PERIOD, now)
+                    next_slot += self.period / SLOTS_PER_PERIOD
+                    if now - next_slot > self.period:
+                        next_slot = now
                 if now >= next_chores:
                     next_chores = now + HOUSEKEEPING_S
                     while starts and starts[-1][0] <= now:
