@@ -105,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         "--duration", type=float, default=60.0, help=f"seconds, at most {MAX_DURATION_S:g}"
     )
     parser.add_argument("--scenario", default="crowded-room")
-    parser.add_argument("--procs", type=int, default=1)
+    parser.add_argument(
+        "--procs",
+        type=int,
+        default=2,
+        help="bot processes (two halve the bursts of state messages each one works through)",
+    )
     parser.add_argument("--driver", default="auto", choices=("auto", "sdk", "herd"))
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="report folder")
     args = parser.parse_args(argv)
