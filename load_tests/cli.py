@@ -153,12 +153,14 @@ def _config(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 
 def _driver(asked: str, scenario: Any, decode_poses: bool) -> Driver:
-    herd_can = isinstance(scenario, CrowdedRoom) and not decode_poses
-    if asked == "herd" and not herd_can:
+    """The driver `--driver` asks for; `auto` is the herd wherever it can run."""
+    if asked == "sdk":
+        return "sdk"
+    if isinstance(scenario, CrowdedRoom) and not decode_poses:
+        return "herd"
+    if asked == "herd":
         raise UsageError("--driver herd runs only crowded-room scenarios, without --decode-poses")
-    if asked == "auto":
-        return "herd" if herd_can else "sdk"
-    return "herd" if asked == "herd" else "sdk"
+    return "sdk"
 
 
 def cmd_bots(args: argparse.Namespace) -> int:

@@ -194,8 +194,11 @@ def _worker(config: SwarmConfig, index: int, out: Any) -> None:
 
 def _die_with_parent(every_s: float = 0.5) -> None:
     """End this worker at once when the process that started it is gone (killed, say):
-    a run must end by itself, and nobody would read its results."""
-    parent = os.getppid()
+    a run must end by itself, and nobody would read its results. The parent's pid comes
+    from multiprocessing, not from `getppid` now: the parent may already have died while
+    this worker was still importing."""
+    known = mp.parent_process()
+    parent = known.pid if known is not None and known.pid is not None else os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:

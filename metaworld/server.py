@@ -12,8 +12,8 @@ client's outbox. The writer sends what the outbox holds: reliable messages (repl
 chat, presence) in order, then the newest state message. On the lean engine the tick
 first tries to do that itself, with one non-blocking write per client (`_write_now`),
 and leaves to the writer only what a busy or full socket cannot take. A client that
-does not read never slows the tick: its state message is replaced by the next one, and when its
-reliable queue passes its bound it is disconnected with CloseCode.TOO_SLOW.
+does not read never slows the tick: its state message is replaced by the next one, and
+when its reliable queue passes its bound it is disconnected with CloseCode.TOO_SLOW.
 """
 
 from __future__ import annotations
