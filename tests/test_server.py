@@ -413,9 +413,7 @@ async def test_websocket_pings_are_answered(world_server, ws_url, make_token):
                 await ws.ping()
 
 
-async def test_a_flood_of_messages_is_cut_off_and_others_carry_on(
-    world_server, ws_url, make_token
-):
+async def test_a_flood_of_messages_is_cut_off_and_others_carry_on(world_server, ws_url, make_token):
     async with metaworld_sdk.connect(ws_url, make_token("calm")) as calm:
         await calm.wait_for(lambda cl: cl.last_tick > 0)
         flood = [protocol.encode(protocol.Ping(i, 0.0)) for i in range(400)]
