@@ -3,6 +3,9 @@
 Theory of operation. One Trio nursery owns everything: the WebSocket listener, the
 HTTP side, the tick loop, and a store writer. Each connection gets two tasks of its
 own, a reader and a writer, in a nursery that lives exactly as long as the connection.
+On the lean engine the readers lend their connections to one `ReadPump` task, which
+reads every socket that has data in a single wake-up, and take them back for pings and
+closes.
 
 The reader decodes frames and never touches the world: the newest pose goes into the
 session's pose slot (older ones are simply overwritten), other requests into a small
@@ -11,7 +14,7 @@ world, asks the replicator for one state message per client, and puts each into 
 client's outbox. The writer sends what the outbox holds: reliable messages (replies,
 chat, presence) in order, then the newest state message. On the lean engine the tick
 first tries to do that itself, with one non-blocking write per client (`_write_now`),
-and leaves to the writer only what a busy or full socket cannot take. A client that
+and wakes a writer only for what a busy or full socket cannot take. A client that
 does not read never slows the tick: its state message is replaced by the next one, and
 when its reliable queue passes its bound it is disconnected with CloseCode.TOO_SLOW.
 """
@@ -47,7 +50,14 @@ from metaworld.protocol import CloseCode
 from metaworld.replication import Outgoing, Replicator
 from metaworld.store import Account, ChatRow, RoomState, SessionRow, utcnow
 from metaworld.world import Placement, World, WorldError
-from metaworld.wslean import AnyRequest, AnyWebSocket, Connection, WsEngine, serve_lean
+from metaworld.wslean import (
+    AnyRequest,
+    AnyWebSocket,
+    Connection,
+    ReadPump,
+    WsEngine,
+    serve_lean,
+)
 
 log = logging.getLogger("metaworld.server")
 
@@ -101,14 +111,24 @@ class _Close(Exception):
         self.reason = reason
 
 
+class Hold:
+    """Shared by a server's outboxes: while held (during a tick), filling an outbox does
+    not wake its writer. The tick writes what it can itself and then wakes the writers
+    of the outboxes it could not empty, instead of every writer waking to find nothing."""
+
+    def __init__(self) -> None:
+        self.held = False
+
+
 class Outbox:
     """What one connection's writer has to send: reliable messages and the newest state."""
 
-    def __init__(self, limit: int = RELIABLE_QUEUE_LIMIT) -> None:
+    def __init__(self, limit: int = RELIABLE_QUEUE_LIMIT, hold: Hold | None = None) -> None:
         self.reliable: deque[bytes] = deque()
         self.state: Outgoing | None = None
         self.limit = limit
         self.flush = False  # the writer must send what its connection still owes
+        self._hold = hold or Hold()
         self._wake = trio.Event()
 
     def push(self, data: bytes) -> bool:
@@ -116,12 +136,19 @@ class Outbox:
         if len(self.reliable) >= self.limit:
             return False
         self.reliable.append(data)
-        self._wake.set()
+        if not self._hold.held:
+            self._wake.set()
         return True
 
     def put_state(self, out: Outgoing) -> None:
         self.state = out
-        self._wake.set()
+        if not self._hold.held:
+            self._wake.set()
+
+    def wake(self) -> None:
+        """Wake the writer (after a held tick) if there is something to send."""
+        if self.reliable or self.state or self.flush:
+            self._wake.set()
 
     def owed(self) -> None:
         """The connection kept part of a direct write: wake the writer to finish it."""
@@ -157,6 +184,8 @@ class Session:
     too_slow: bool = False
     chat_allowance: float = CHAT_BURST
     chat_checked: float = 0.0
+    allowance: float = MESSAGE_BURST  # inbound messages, refilled at MESSAGES_PER_S
+    heard: float = 0.0  # when the last message came
 
     def send(self, message: protocol.Tagged) -> None:
         self.push(protocol.encode(message))
@@ -186,6 +215,9 @@ class WorldServer:
         self.by_subject: dict[str, Session] = {}
         self.ready = trio.Event()
         self.shutting_down = False
+        self._hold = Hold()  # writers stay asleep while the tick fills their outboxes
+        # On the lean engine one task reads every connection that has only messages to give.
+        self._pump = ReadPump() if config.ws_engine == "lean" else None
         self.ws_port = config.ws_port
         self.http_port = config.http_port
         self._store_send, self._store_recv = trio.open_memory_channel[Callable[[DbSession], None]](
@@ -206,6 +238,8 @@ class WorldServer:
             quiet_garbage_collector()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._store_writer)
+            if self._pump is not None:
+                nursery.start_soon(self._pump.run)
             if self.desk is not None:
                 await nursery.start(self.desk.run)
             if self.config.ws_engine == "lean":
@@ -377,7 +411,7 @@ class WorldServer:
         return session
 
     def _welcome(self, session: Session, *, resumed: bool) -> None:
-        session.outbox = Outbox(self.config.reliable_queue_limit)
+        session.outbox = Outbox(self.config.reliable_queue_limit, self._hold)
         avatar = self.world.avatars[session.avatar_id]
         session.send(
             protocol.Welcome(
@@ -436,32 +470,38 @@ class WorldServer:
         raise _Close(CloseCode.GOING_AWAY, "connection dropped by the server; resume")
 
     async def _reader(self, ws: AnyWebSocket, session: Session) -> None:
-        allowance, last = float(MESSAGE_BURST), trio.current_time()
+        session.allowance, session.heard = float(MESSAGE_BURST), trio.current_time()
+        take = partial(self._take_message, session)
+        if self._pump is not None and isinstance(ws, Connection):
+            await self._pump.feed(ws, take)  # until the connection needs a reader of its own
         while True:
-            data = await ws.get_message()
-            now = trio.current_time()
-            allowance = min(MESSAGE_BURST, allowance + (now - last) * MESSAGES_PER_S) - 1
-            last = now
-            if allowance < 0:
-                raise _Close(CloseCode.RATE_LIMITED, "too many messages")
-            try:
-                message = protocol.decode_client(data)
-            except protocol.ProtocolError as exc:
-                raise _Close(CloseCode.MALFORMED, f"malformed message: {exc}"[:120]) from exc
-            self.metrics.received(type(message), len(data))
-            match message:
-                case protocol.Pose(epoch=epoch, body=body):
-                    session.pose = (epoch, body)
-                case protocol.Ping(nonce=nonce, client_time=client_time):
-                    session.send(protocol.Pong(nonce, client_time, trio.current_time()))
-                case protocol.Leave():
-                    raise _Close(CloseCode.NORMAL, "goodbye")
-                case protocol.Hello():
-                    raise _Close(CloseCode.MALFORMED, "hello may only be sent once")
-                case _ if len(session.inbox) >= INBOX_LIMIT:
-                    session.send(protocol.Error("rate_limited", "too many requests waiting"))
-                case _:
-                    session.inbox.append(message)
+            take(await ws.get_message())
+
+    def _take_message(self, session: Session, data: bytes | str) -> None:
+        """One message from a client, as it arrives: poses and requests wait for the tick."""
+        now = trio.current_time()
+        allowance = min(MESSAGE_BURST, session.allowance + (now - session.heard) * MESSAGES_PER_S)
+        session.allowance, session.heard = allowance - 1, now
+        if allowance < 1:
+            raise _Close(CloseCode.RATE_LIMITED, "too many messages")
+        try:
+            message = protocol.decode_client(data)
+        except protocol.ProtocolError as exc:
+            raise _Close(CloseCode.MALFORMED, f"malformed message: {exc}"[:120]) from exc
+        self.metrics.received(type(message), len(data))
+        match message:
+            case protocol.Pose(epoch=epoch, body=body):
+                session.pose = (epoch, body)
+            case protocol.Ping(nonce=nonce, client_time=client_time):
+                session.send(protocol.Pong(nonce, client_time, now))
+            case protocol.Leave():
+                raise _Close(CloseCode.NORMAL, "goodbye")
+            case protocol.Hello():
+                raise _Close(CloseCode.MALFORMED, "hello may only be sent once")
+            case _ if len(session.inbox) >= INBOX_LIMIT:
+                session.send(protocol.Error("rate_limited", "too many requests waiting"))
+            case _:
+                session.inbox.append(message)
 
     async def _writer(self, ws: AnyWebSocket, outbox: Outbox) -> None:
         while True:
@@ -543,7 +583,15 @@ class WorldServer:
                 log.warning("tick loop fell behind; skipped %d ticks", missed)
 
     def tick(self, now: float) -> None:
-        """One step of the world: requests, poses, replication, outboxes."""
+        """One step of the world: requests, poses, replication, then the writes."""
+        self._hold.held = True
+        try:
+            self._step(now)
+        finally:
+            self._hold.held = False
+            self._write_now()
+
+    def _step(self, now: float) -> None:
         self._expire_detached(now)
         poses: list[tuple[int, int, bytes]] = []
         for session in list(self.sessions.values()):
@@ -561,7 +609,6 @@ class WorldServer:
         self.metrics.avatars.set(len(self.world.avatars))
         if self.world.admissions_changed:
             self._save_admissions()
-        self._write_now()
 
     def _write_now(self) -> None:
         """Write each client's messages for this tick straight to its socket.
@@ -570,17 +617,18 @@ class WorldServer:
         last client would hear from us only after every other writer ran. Where the
         socket takes the bytes now (the usual case), the tick writes them itself; a busy
         connection, a full socket buffer or the trio-websocket engine leave them in the
-        outbox for the writer, as before.
+        outbox for its writer, which only then is woken.
         """
         for session in self.sessions.values():
             ws, outbox = session.direct, session.outbox
-            if ws is None or outbox is None or not (outbox.reliable or outbox.state):
+            if outbox is None or not (outbox.reliable or outbox.state):
                 continue
             messages = list(outbox.reliable)
             state = outbox.state
             if state is not None:
                 messages.append(state.data)
-            if not ws.send_now(messages):
+            if ws is None or not ws.send_now(messages):
+                outbox.wake()  # its writer sends them
                 continue
             outbox.take_now()
             if state is not None:

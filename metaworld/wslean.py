@@ -6,7 +6,10 @@ and one pose per client per tick that costs more CPU than the world itself. Here
 connection has no task of its own. `get_message` reads the socket itself, in big
 chunks, when its small local queue is empty, and answers pings and the peer's close as
 it meets them; a task that wants to read while another is reading (a pinger, `aclose`)
-waits for that read to finish and looks again. Sends are serialized by a flag and a
+waits for that read to finish and looks again. A server with many connections can
+instead hand them to a `ReadPump`, one task that reads every socket with something to
+read and gives each connection back to its own task when it needs more than reading
+(a ping to answer, a close). Sends are serialized by a flag and a
 parking lot, so the server's writer and a pong never interleave their bytes.
 
 The surface copies trio-websocket's where the server and the SDK touch it: `Request`
@@ -22,6 +25,7 @@ import contextlib
 import logging
 import os
 import random
+import select
 import struct
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -102,6 +106,7 @@ class Connection(trio.abc.AsyncResource):
         self._stream_closed = False
         self._send_broken = False  # a send was cut short; a frame may be half written
         self._receiving = False
+        self._answer_due: bytes | None = None  # `read_now` met pongs to send or a close
         self._read_done = trio.lowlevel.ParkingLot()
         self._sending = False  # a task holds the turn to write to the socket
         self._owed = b""  # the rest of a `send_now` the socket did not take; goes out first
@@ -124,11 +129,56 @@ class Connection(trio.abc.AsyncResource):
         After the peer closes, messages it sent first are still returned; after we
         close, none are.
         """
+        if self._answer_due is not None:  # what `read_now` left to the awaiting path
+            pongs, self._answer_due = self._answer_due, None
+            await self._answer(pongs)
         while not self._messages:
             if self._close_reason is not None:
                 raise ConnectionClosed(self._close_reason)
             await self._receive()
         return self._messages.popleft()
+
+    def read_now(self) -> bool:
+        """Read what the socket holds without waiting, from synchronous code (a `ReadPump`).
+
+        Complete messages join the local queue (`next_message` takes them). False when
+        the connection needs an awaiting reader from now on, that is `get_message`: a
+        ping to answer, the peer's close, a protocol error, the end of the stream, or
+        another task in the middle of a read.
+        """
+        fd = self.socket_fd
+        if (
+            fd is None
+            or self._receiving
+            or self._answer_due is not None
+            or self._ended
+            or self._close_reason is not None
+        ):
+            return False
+        data, self._early = self._early, b""
+        if not data:
+            try:
+                data = os.read(fd, RECEIVE_BYTES)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b""  # a broken socket ends the stream, as in `_receive`
+        pongs = self._take_in(data)
+        if pongs or self._ended or self._close_reason is not None:
+            self._answer_due = pongs
+            return False
+        return True
+
+    @property
+    def socket_fd(self) -> int | None:
+        """The socket's file descriptor while it is open; None on other streams."""
+        if self._stream_closed or not isinstance(self._stream, trio.SocketStream):
+            return None
+        return self._stream.socket.fileno()
+
+    def next_message(self) -> bytes | str | None:
+        """The next message already read, or None: never reads, never waits."""
+        return self._messages.popleft() if self._messages else None
 
     async def send_message(self, message: bytes | str) -> None:
         if self._close_reason is not None:
@@ -349,6 +399,98 @@ class Connection(trio.abc.AsyncResource):
         if self._close_reason is None:
             self._close_reason = CloseReason(wsframe.ABNORMAL, None)
         raise ConnectionClosed(self._close_reason)
+
+
+# ---------------------------------------------------------------- reading many at once
+
+
+class _Fed:
+    """A connection a `ReadPump` reads, and what becomes of it."""
+
+    __slots__ = ("connection", "error", "handle", "released")
+
+    def __init__(self, connection: Connection, handle: Callable[[bytes | str], None]) -> None:
+        self.connection = connection
+        self.handle = handle
+        self.released = trio.Event()
+        self.error: Exception | None = None
+
+
+class ReadPump:
+    """Reads many connections from one task.
+
+    A connection read by a task of its own costs, per message, a readiness
+    registration, a failed read, a task wake-up and a successful read; at one small
+    message per client per tick that is most of what a server spends on receiving. A
+    pump keeps one epoll set of sockets, wakes once for all those that are readable,
+    reads each with `Connection.read_now`, and hands every message to that
+    connection's handler, synchronously. When a connection needs more than that (a
+    ping to answer, a close, the end of the stream) or its handler raises, the pump
+    lets go of it and the connection's own task carries on.
+    """
+
+    def __init__(self, max_events: int = 64) -> None:
+        self.max_events = max_events  # sockets read per wake-up before others may run
+        self._epoll = select.epoll()
+        self._fed: dict[int, _Fed] = {}
+
+    async def run(self) -> NoReturn:
+        """The pump's task; it closes the epoll set when cancelled."""
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(self._epoll)
+                for fd, _ in self._epoll.poll(0, self.max_events):
+                    fed = self._fed.get(fd)
+                    if fed is not None:
+                        self._pump(fd, fed)
+        finally:
+            self._epoll.close()
+            for fd, fed in list(self._fed.items()):  # their own tasks read from now on
+                self._release(fd, fed)
+
+    async def feed(self, connection: Connection, handle: Callable[[bytes | str], None]) -> None:
+        """Hand `connection`'s messages to `handle` from the pump's task.
+
+        Returns when the connection needs a reader of its own (go on with
+        `get_message`, which also answers what the pump left unanswered); raises what
+        `handle` raised. Cancelling the caller takes the connection out of the pump.
+        """
+        fd = connection.socket_fd
+        if fd is None or self._epoll.closed:
+            return
+        fed = _Fed(connection, handle)
+        self._fed[fd] = fed
+        try:
+            self._epoll.register(fd, select.EPOLLIN)
+        except FileExistsError:  # left by a closed socket whose number came back
+            self._epoll.modify(fd, select.EPOLLIN)
+        try:
+            self._pump(fd, fed)  # bytes that came with the handshake, or are waiting
+            await fed.released.wait()
+        finally:
+            self._release(fd, fed)
+        error, fed.error = fed.error, None
+        if error is not None:
+            raise error
+
+    def _pump(self, fd: int, fed: _Fed) -> None:
+        connection = fed.connection
+        try:
+            more = connection.read_now()
+            while (message := connection.next_message()) is not None:
+                fed.handle(message)
+        except Exception as exc:  # the handler's: raised again in the connection's task
+            fed.error, more = exc, False
+        if not more:
+            self._release(fd, fed)
+
+    def _release(self, fd: int, fed: _Fed) -> None:
+        if self._fed.get(fd) is fed:
+            del self._fed[fd]
+            # The socket may already be closed, and with that out of the set.
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(fd)
+        fed.released.set()
 
 
 # ---------------------------------------------------------------- the server

@@ -18,7 +18,7 @@ from trio_websocket import ConnectionClosed
 
 from metaworld import wsframe
 from metaworld.wsframe import Role
-from metaworld.wslean import Connection, serve_lean
+from metaworld.wslean import Connection, ReadPump, serve_lean
 from metaworld_sdk.transport import open_stream, open_websocket
 
 PAIRS = [("lean", "trio-websocket"), ("trio-websocket", "lean"), ("lean", "lean")]
@@ -553,3 +553,143 @@ async def test_send_now_stands_aside_while_a_task_sends(nursery):
         await trio.testing.wait_all_tasks_blocked()
         assert not conn.send_now([b"x"])
         await client_end.receive_some()
+
+
+# ---------------------------------------------------------------- one task reads many
+
+
+def pumped(pump: ReadPump, seen: list, ends: list, replies: bool = False) -> Handler:
+    """Accept, let the pump read until the connection needs its own reader, then read on
+    with `get_message`; note each message with where it was read, and how it ended."""
+
+    async def handle(request) -> None:
+        ws = await request.accept()
+
+        def take(message) -> None:
+            if message == b"bad":
+                raise ValueError("a handler's own error")
+            seen.append(("pump", message))
+
+        try:
+            await pump.feed(ws, take)
+            while True:
+                message = await ws.get_message()
+                seen.append(("task", message))
+                if replies:
+                    await ws.send_message(message)
+        except (ConnectionClosed, ValueError) as exc:
+            ends.append(exc)
+
+    return handle
+
+
+@pytest.mark.parametrize("client", ["trio-websocket", "lean"])
+async def test_a_pump_reads_many_connections_in_order(nursery, client):
+    pump = ReadPump(max_events=2)  # fewer than the sockets: several wake-ups per burst
+    nursery.start_soon(pump.run)
+    seen: list = []
+    url = await start(nursery, "lean", pumped(pump, seen, []))
+    async with trio.open_nursery() as clients:
+
+        async def one(i: int) -> None:
+            async with open_websocket(url, subprotocols=[], engine=client) as ws:
+                for n in range(20):
+                    await ws.send_message(f"{i}:{n}".encode())
+                await wait_for(lambda: sum(1 for _, m in seen if m.startswith(b"%d:" % i)) == 20)
+
+        for i in range(5):
+            clients.start_soon(one, i)
+    assert {where for where, _ in seen} == {"pump"}
+    for i in range(5):
+        mine = [m for _, m in seen if m.startswith(b"%d:" % i)]
+        assert mine == [f"{i}:{n}".encode() for n in range(20)]
+
+
+async def test_a_ping_hands_the_connection_back_to_its_task(nursery):
+    pump = ReadPump()
+    nursery.start_soon(pump.run)
+    seen: list = []
+    url = await start(nursery, "lean", pumped(pump, seen, [], replies=True))
+    async with trio.open_nursery() as inner:
+        ws, stream = await open_stream(inner, url, subprotocols=[], engine="lean")
+        try:
+            await ws.send_message(b"before")
+            await wait_for(lambda: seen)
+            inner.start_soon(read_all, ws)
+            with trio.fail_after(5):
+                await ws.ping(b"are you there")  # answered although the pump read it
+            await ws.send_message(b"after")
+            await wait_for(lambda: len(seen) == 2)
+        finally:
+            await ws.aclose()
+            await stream.aclose()
+    assert seen == [("pump", b"before"), ("task", b"after")]
+
+
+async def test_a_close_ends_a_pumped_connection_cleanly(nursery):
+    pump = ReadPump()
+    nursery.start_soon(pump.run)
+    seen: list = []
+    ends: list = []
+    url = await start(nursery, "lean", pumped(pump, seen, ends))
+    async with open_websocket(url, subprotocols=[], engine="trio-websocket") as ws:
+        await ws.send_message(b"last words")
+        await ws.aclose(4001, "bye")
+    await wait_for(lambda: ends)
+    assert seen == [("pump", b"last words")]
+    assert isinstance(ends[0], ConnectionClosed) and ends[0].reason.code == 4001
+
+
+async def test_what_a_handler_raises_is_raised_in_the_connections_task(nursery):
+    pump = ReadPump()
+    nursery.start_soon(pump.run)
+    seen: list = []
+    ends: list = []
+    url = await start(nursery, "lean", pumped(pump, seen, ends))
+    async with open_websocket(url, subprotocols=[], engine="lean") as ws:
+        await ws.send_message(b"fine")
+        await ws.send_message(b"bad")
+        await wait_for(lambda: ends)
+    assert seen == [("pump", b"fine")]
+    assert isinstance(ends[0], ValueError)
+
+
+async def test_frames_sent_with_the_upgrade_reach_the_pump(nursery):
+    pump = ReadPump()
+    nursery.start_soon(pump.run)
+    seen: list = []
+    url = await start(nursery, "lean", pumped(pump, seen, []))
+    early = wsframe.encode_message(b"early", Role.CLIENT) + wsframe.encode_close(
+        1000, None, Role.CLIENT
+    )
+    await raw_request(url, upgrade(Sec_WebSocket_Protocol=""), early)
+    assert seen == [("pump", b"early")]
+
+
+async def test_a_cancelled_feed_leaves_the_pump():
+    pump = ReadPump()
+    left = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump.run)
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        server_end = await listeners[0].accept()
+        conn = Connection(server_end, Role.SERVER, max_message_size=100)
+
+        async def fed() -> None:
+            with trio.move_on_after(0.1):
+                await pump.feed(conn, lambda message: None)
+            left.set()
+
+        nursery.start_soon(fed)
+        await left.wait()
+        assert not pump._fed
+        # Read by its own task again: the pump does not take the bytes.
+        await client.send_all(wsframe.encode_message(b"mine", Role.CLIENT))
+        with trio.fail_after(3):
+            assert await conn.get_message() == b"mine"
+        await client.aclose()
+        await conn.aclose()
+        await listeners[0].aclose()
+        nursery.cancel_scope.cancel()
