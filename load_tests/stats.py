@@ -74,13 +74,18 @@ class LatencyTracker:
 
     def __init__(self) -> None:
         self._sent: dict[bytes, float] = {}
+        # Send order, for pruning: finding a dict's oldest key after many deletions from
+        # its front scans every deleted slot, which made pruning most of a bot's CPU.
+        self._order: deque[tuple[float, bytes]] = deque()
         self.histogram = LatencyHistogram()
         self.recent: deque[float] = deque(maxlen=500)  # for the live display
         self.measuring = False
 
     def sent(self, record: bytes, now: float) -> None:
         # Keep the first send of a record: a repeat is the same pose, not a new one.
-        self._sent.setdefault(record, now)
+        if record not in self._sent:
+            self._sent[record] = now
+            self._order.append((now, record))
 
     def received(self, record: bytes, now: float) -> None:
         sent = self._sent.get(record)
@@ -92,14 +97,11 @@ class LatencyTracker:
             self.histogram.add(ms)
 
     def prune(self, now: float) -> None:
-        """Forget records older than the horizon (the table is in send order)."""
+        """Forget records older than the horizon."""
         horizon = now - SENT_HORIZON_S
-        sent = self._sent
-        while sent:
-            record = next(iter(sent))
-            if sent[record] >= horizon:
-                break
-            del sent[record]
+        order, sent = self._order, self._sent
+        while order and order[0][0] < horizon:
+            del sent[order.popleft()[1]]
 
     def __len__(self) -> int:
         return len(self._sent)

@@ -15,6 +15,7 @@ from load_tests.cli import (
 from load_tests.report import build_report, summary_text, write_json, write_markdown
 from load_tests.runner import run_swarm
 from load_tests.scenario import load_scenario
+from load_tests.stats import SENT_HORIZON_S, LatencyTracker
 from load_tests.swarm import SwarmConfig
 from metaworld.layout import load_layout
 
@@ -175,3 +176,23 @@ def test_the_command_refuses_before_connecting(args, message, data_dir, capsys):
 def test_the_command_wants_the_servers_data_dir(tmp_path, capsys):
     assert main(["--data-dir", str(tmp_path / "nowhere"), "--quiet"]) == 2
     assert "no dev key in" in capsys.readouterr().err
+
+
+def test_the_latency_table_counts_first_sends_and_forgets_old_ones():
+    tracker = LatencyTracker()
+    tracker.measuring = True
+    tracker.sent(b"a", 10.0)
+    tracker.sent(b"a", 10.5)  # the same record again: its first send counts
+    tracker.sent(b"b", 12.0)
+    tracker.received(b"a", 10.02)
+    assert tracker.histogram.total == 1 and 19.9 < tracker.histogram.max_ms < 20.1
+    tracker.prune(10.0 + SENT_HORIZON_S + 0.1)  # past a's horizon, not b's
+    assert len(tracker) == 1
+    tracker.received(b"a", 16.0)  # forgotten: no sample
+    tracker.received(b"b", 12.05)
+    assert tracker.histogram.total == 2
+    tracker.prune(100.0)
+    assert len(tracker) == 0
+    tracker.sent(b"a", 101.0)  # a record seen again after it was forgotten is new
+    tracker.received(b"a", 101.01)
+    assert tracker.histogram.total == 3
