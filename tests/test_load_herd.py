@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import random
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from test_load_motion import check_pose, motions
 
 from load_tests.cli import main
+from load_tests.endtoend import BOTS_NICE
 from load_tests.flock import Flock
 from load_tests.herd import Herd
 from load_tests.motion import Disc, random_point
@@ -200,6 +202,10 @@ def test_a_terminated_end_to_end_run_stops_its_server(tmp_path):
         time.sleep(3)  # the bots start too
         children = _descendants(proc.pid)
         data_dirs = [a for p in children for a in p.cmdline() if "metaworld-bench-" in a]
+        # The server keeps the caller's priority; the bots yield to it.
+        ours = [p for p in children if p.cmdline()[1:2] and "metaworld" in p.cmdline()[1]]
+        niceness = {"serve" in p.cmdline(): p.nice() for p in ours}
+        assert niceness == {True: os.nice(0), False: os.nice(0) + BOTS_NICE}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) != 0
         assert _wait_gone(children) == []
