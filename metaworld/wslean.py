@@ -458,12 +458,12 @@ class ReadPump:
         fd = connection.socket_fd
         if fd is None or self._epoll.closed:
             return
+        stale = self._fed.get(fd)
+        if stale is not None:  # its socket was closed under it and the number came back
+            self._release(fd, stale)
         fed = _Fed(connection, handle)
         self._fed[fd] = fed
-        try:
-            self._epoll.register(fd, select.EPOLLIN)
-        except FileExistsError:  # left by a closed socket whose number came back
-            self._epoll.modify(fd, select.EPOLLIN)
+        self._epoll.register(fd, select.EPOLLIN)
         try:
             self._pump(fd, fed)  # bytes that came with the handshake, or are waiting
             await fed.released.wait()

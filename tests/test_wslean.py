@@ -693,3 +693,45 @@ async def test_a_cancelled_feed_leaves_the_pump():
         await conn.aclose()
         await listeners[0].aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_socket_number_that_comes_back_is_read_for_its_new_connection():
+    """A socket closed under the pump (not through its connection) leaves its number in
+    the pump; a new socket given that number must be read for the new connection, and
+    the old connection's task must get its reader back."""
+    pump = ReadPump()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump.run)
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+
+        async def accepted() -> Connection:
+            server_end = await listeners[0].accept()
+            return Connection(server_end, Role.SERVER, max_message_size=100)
+
+        old_client = await trio.open_tcp_stream("127.0.0.1", port)
+        old = await accepted()
+        old_fd = old.socket_fd
+        ended: list = []
+
+        async def old_reader() -> None:
+            await pump.feed(old, lambda message: None)
+            with pytest.raises(ConnectionClosed):
+                await old.get_message()
+            ended.append(True)
+
+        nursery.start_soon(old_reader)
+        await trio.testing.wait_all_tasks_blocked()
+        new_client = await trio.open_tcp_stream("127.0.0.1", port)
+        old._stream.socket.close()  # behind the connection's back
+        new = await accepted()
+        assert new.socket_fd == old_fd
+        got: list = []
+        nursery.start_soon(pump.feed, new, got.append)
+        await new_client.send_all(wsframe.encode_message(b"for the new one", Role.CLIENT))
+        await wait_for(lambda: got and ended)
+        assert got == [b"for the new one"]
+        await trio.aclose_forcefully(new)
+        for stream in (old_client, new_client, listeners[0]):
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
