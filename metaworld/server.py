@@ -471,14 +471,20 @@ class WorldServer:
 
     async def _reader(self, ws: AnyWebSocket, session: Session) -> None:
         session.allowance, session.heard = float(MESSAGE_BURST), trio.current_time()
-        take = partial(self._take_message, session)
+        take = partial(self._take_message, session, session.outbox)
         if self._pump is not None and isinstance(ws, Connection):
             await self._pump.feed(ws, take)  # until the connection needs a reader of its own
         while True:
             take(await ws.get_message())
 
-    def _take_message(self, session: Session, data: bytes | str) -> None:
-        """One message from a client, as it arrives: poses and requests wait for the tick."""
+    def _take_message(self, session: Session, outbox: Outbox | None, data: bytes | str) -> None:
+        """One message from a client, as it arrives: poses and requests wait for the tick.
+
+        `outbox` is the one this connection was given: once the session has moved on
+        (resumed on another connection), what the old one still sends is dropped.
+        """
+        if session.outbox is not outbox:
+            return
         now = trio.current_time()
         allowance = min(MESSAGE_BURST, session.allowance + (now - session.heard) * MESSAGES_PER_S)
         session.allowance, session.heard = allowance - 1, now

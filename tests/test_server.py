@@ -422,3 +422,23 @@ async def test_a_flood_of_messages_is_cut_off_and_others_carry_on(world_server, 
         tick = calm.last_tick
         await calm.wait_for(lambda cl: cl.last_tick >= tick + 5, timeout=2)
         assert calm.connected
+
+
+async def test_what_a_replaced_connection_still_sends_is_dropped(world_server, ws_url, make_token):
+    """Between a resume and the old connection's end, the old connection's messages must
+    not act for the session it no longer holds."""
+    async with open_websocket(ws_url) as ws:
+        await ws.send_message(hello(make_token("drop-old", "patient")))
+        with trio.fail_after(3):
+            await ws.get_message()  # the Welcome: the session is open
+        session = next(iter(world_server.sessions.values()))
+        old, new = session.outbox, Outbox()
+        session.outbox = new  # as a resume on another connection leaves it
+        try:
+            ping = protocol.encode(protocol.Ping(7, 0.0))
+            world_server._take_message(session, old, ping)
+            assert not new.reliable
+            world_server._take_message(session, new, ping)
+            assert len(new.reliable) == 1
+        finally:
+            session.outbox = old
