@@ -583,12 +583,21 @@ def pumped(pump: ReadPump, seen: list, ends: list, replies: bool = False) -> Han
     return handle
 
 
-@pytest.mark.parametrize("client", ["trio-websocket", "lean"])
-async def test_a_pump_reads_many_connections_in_order(nursery, client):
-    pump = ReadPump(max_events=2)  # fewer than the sockets: several wake-ups per burst
+async def start_pumped(
+    nursery, *, replies: bool = False, max_events: int = 64
+) -> tuple[str, list, list]:
+    """A lean server whose connections a running pump reads; (url, seen, ends)."""
+    pump = ReadPump(max_events)
     nursery.start_soon(pump.run)
     seen: list = []
-    url = await start(nursery, "lean", pumped(pump, seen, []))
+    ends: list = []
+    return await start(nursery, "lean", pumped(pump, seen, ends, replies)), seen, ends
+
+
+@pytest.mark.parametrize("client", ["trio-websocket", "lean"])
+async def test_a_pump_reads_many_connections_in_order(nursery, client):
+    # Fewer events per wake-up than sockets: several wake-ups per burst.
+    url, seen, _ = await start_pumped(nursery, max_events=2)
     async with trio.open_nursery() as clients:
 
         async def one(i: int) -> None:
@@ -606,10 +615,7 @@ async def test_a_pump_reads_many_connections_in_order(nursery, client):
 
 
 async def test_a_ping_hands_the_connection_back_to_its_task(nursery):
-    pump = ReadPump()
-    nursery.start_soon(pump.run)
-    seen: list = []
-    url = await start(nursery, "lean", pumped(pump, seen, [], replies=True))
+    url, seen, _ = await start_pumped(nursery, replies=True)
     async with trio.open_nursery() as inner:
         ws, stream = await open_stream(inner, url, subprotocols=[], engine="lean")
         try:
@@ -627,11 +633,7 @@ async def test_a_ping_hands_the_connection_back_to_its_task(nursery):
 
 
 async def test_a_close_ends_a_pumped_connection_cleanly(nursery):
-    pump = ReadPump()
-    nursery.start_soon(pump.run)
-    seen: list = []
-    ends: list = []
-    url = await start(nursery, "lean", pumped(pump, seen, ends))
+    url, seen, ends = await start_pumped(nursery)
     async with open_websocket(url, subprotocols=[], engine="trio-websocket") as ws:
         await ws.send_message(b"last words")
         await ws.aclose(4001, "bye")
@@ -641,11 +643,7 @@ async def test_a_close_ends_a_pumped_connection_cleanly(nursery):
 
 
 async def test_what_a_handler_raises_is_raised_in_the_connections_task(nursery):
-    pump = ReadPump()
-    nursery.start_soon(pump.run)
-    seen: list = []
-    ends: list = []
-    url = await start(nursery, "lean", pumped(pump, seen, ends))
+    url, seen, ends = await start_pumped(nursery)
     async with open_websocket(url, subprotocols=[], engine="lean") as ws:
         await ws.send_message(b"fine")
         await ws.send_message(b"bad")
@@ -655,10 +653,7 @@ async def test_what_a_handler_raises_is_raised_in_the_connections_task(nursery):
 
 
 async def test_frames_sent_with_the_upgrade_reach_the_pump(nursery):
-    pump = ReadPump()
-    nursery.start_soon(pump.run)
-    seen: list = []
-    url = await start(nursery, "lean", pumped(pump, seen, []))
+    url, seen, _ = await start_pumped(nursery)
     early = wsframe.encode_message(b"early", Role.CLIENT) + wsframe.encode_close(
         1000, None, Role.CLIENT
     )
