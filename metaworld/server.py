@@ -629,12 +629,15 @@ class WorldServer:
             ws, outbox = session.direct, session.outbox
             if outbox is None or not (outbox.reliable or outbox.state):
                 continue
+            if ws is None:  # not a lean connection: its writer sends them
+                outbox.wake()
+                continue
             messages = list(outbox.reliable)
             state = outbox.state
             if state is not None:
                 messages.append(state.data)
-            if ws is None or not ws.send_now(messages):
-                outbox.wake()  # its writer sends them
+            if not ws.send_now(messages):
+                outbox.wake()  # busy or full: its writer sends them
                 continue
             outbox.take_now()
             if state is not None:

@@ -200,18 +200,13 @@ class Connection(trio.abc.AsyncResource):
         `send_messages` as usual. What the socket does not take at once is owed: it goes
         out, before anything else, with the next send, so call `send_messages([])` soon.
         """
-        if (
-            self._close_reason is not None
-            or self._sending
-            or self._owed
-            or self._send_broken
-            or self._stream_closed
-            or not isinstance(self._stream, trio.SocketStream)
-        ):
+        fd = self.socket_fd
+        busy = self._sending or self._owed or self._send_broken
+        if fd is None or busy or self._close_reason is not None:
             return False
         data = b"".join([wsframe.encode_message(m, self.role) for m in messages])
         try:
-            written = os.write(self._stream.socket.fileno(), data)
+            written = os.write(fd, data)
         except OSError:  # would block, or broken: the awaiting path finds out which
             return False
         self._owed = data[written:]
